@@ -1,0 +1,1 @@
+"""Speech recognition: engines, the job worker pool, transcripts, keyword rules, QA scorecards."""

@@ -1,0 +1,1 @@
+"""Composition root: settings, storage, HTTP API, CLI; wires voice/, ivr/ and recordings/ together."""

@@ -1,0 +1,146 @@
+"""HTTP API (FastAPI): health, calls, recordings, users. Every /api route needs a bearer token.
+
+Roles: admin (everything), supervisor and qa (calls and recordings), agent (their own desk: later
+issues). The OpenAPI schema is published at /openapi.json, with interactive docs at /docs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from .storage.repos import CallRepo, User, UserRepo
+
+
+@dataclass
+class ApiContext:
+    calls: CallRepo
+    users: UserRepo
+    data_dir: Path
+    active_calls: Callable[[], int]
+
+
+class Health(BaseModel):
+    status: str
+    active_calls: int
+
+
+class CallOut(BaseModel):
+    id: str
+    sip_call_id: str
+    caller: str
+    callee: str
+    remote_address: str
+    flow: str
+    codec: str
+    started_at: str
+    answered_at: str | None
+    ended_at: str | None
+    disposition: str | None
+    hangup_cause: str
+    recording_path: str | None
+    recording_sha256: str | None
+    recording_bytes: int | None
+    recording_seconds: float | None
+    recording_url: str | None
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+
+
+_bearer = HTTPBearer(auto_error=False, description="A token printed by `callcenter user add`")
+
+
+def _ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def require(*roles: str) -> Callable[..., Awaitable[User]]:
+    """Dependency: a valid bearer token whose user has one of ``roles`` (admin always passes)."""
+    allowed = {"admin", *roles}
+
+    async def check(
+        request: Request,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> User:
+        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        user = await _ctx(request).users.by_token(creds.credentials)
+        if user is None:
+            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        if user.role not in allowed:
+            raise HTTPException(403, f"role {user.role!r} may not do this (needs {' or '.join(sorted(allowed))})")
+        return user
+
+    return check
+
+
+def _call_out(row: dict[str, Any]) -> CallOut:
+    url = f"/api/calls/{row['id']}/recording" if row.get("recording_path") else None
+    return CallOut(**row, recording_url=url)
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(
+        title="callcenter",
+        version="0.1.0",
+        description="Telephony-first contact center API. Send `Authorization: Bearer <token>` on /api routes.",
+    )
+    app.state.ctx = ctx
+    readers = require("supervisor", "qa")
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        return Health(status="ok", active_calls=ctx.active_calls())
+
+    @app.get("/api/calls", response_model=list[CallOut], tags=["calls"])
+    async def list_calls(
+        _: Annotated[User, Depends(readers)],
+        limit: Annotated[int, Query(ge=1, le=1000, description="How many calls, newest first")] = 50,
+    ) -> list[CallOut]:
+        return [_call_out(r) for r in await ctx.calls.latest(limit)]
+
+    @app.get("/api/calls/{call_id}", response_model=CallOut, tags=["calls"])
+    async def get_call(call_id: str, _: Annotated[User, Depends(readers)]) -> CallOut:
+        row = await ctx.calls.get(call_id)
+        if row is None:
+            raise HTTPException(404, f"no call {call_id}")
+        return _call_out(row)
+
+    @app.get(
+        "/api/calls/{call_id}/recording",
+        response_class=FileResponse,
+        tags=["calls"],
+        responses={200: {"content": {"audio/wav": {}}, "description": "The caller's leg as a WAV file"}},
+    )
+    async def get_recording(call_id: str, _: Annotated[User, Depends(readers)]) -> FileResponse:
+        row = await ctx.calls.get(call_id)
+        if row is None:
+            raise HTTPException(404, f"no call {call_id}")
+        if not row["recording_path"] or row["ended_at"] is None:
+            raise HTTPException(404, f"call {call_id} has no finished recording")
+        path = (ctx.data_dir / row["recording_path"]).resolve()
+        if not path.is_relative_to(ctx.data_dir) or not path.exists():
+            raise HTTPException(410, f"the recording of call {call_id} is gone from the data directory")
+        return FileResponse(path, media_type="audio/wav", filename=path.name)
+
+    @app.get("/api/users", response_model=list[UserOut], tags=["users"])
+    async def list_users(_: Annotated[User, Depends(require())]) -> list[UserOut]:
+        return [UserOut(id=u.id, name=u.name, role=u.role) for u in await ctx.users.all()]
+
+    @app.get("/api/me", response_model=UserOut, tags=["users"])
+    async def me(user: Annotated[User, Depends(require("supervisor", "qa", "agent"))]) -> UserOut:
+        return UserOut(id=user.id, name=user.name, role=user.role)
+
+    return app

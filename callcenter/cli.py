@@ -1,0 +1,163 @@
+"""The `callcenter` command: serve, calls, user, flow."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ivr.exceptions import FlowError
+from ivr.flow import load_flow
+
+from .exceptions import CallCenterError
+from .logs import setup_logging
+from .settings import Settings, check_data_dir, load_settings, with_overrides
+from .storage.db import Database
+from .storage.repos import ROLES, CallRepo, UserRepo
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1..65535)")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="callcenter.toml (default: config/callcenter.toml if present)")
+    p.add_argument("--data-dir", type=Path, help="where the database, recordings and prompts live")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callcenter", description="Telephony-first contact center.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the SIP server, the IVR and the HTTP API")
+    _common(serve)
+    serve.add_argument("--host", help="address for SIP and HTTP (default 0.0.0.0)")
+    serve.add_argument("--sip-port", type=_port, help="SIP port, UDP and TCP (default 5060)")
+    serve.add_argument("--http-port", type=_port, help="HTTP port (default 8080)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    calls = sub.add_parser("calls", help="inspect calls").add_subparsers(dest="action", required=True)
+    cl = calls.add_parser("list", help="newest calls first")
+    _common(cl)
+    cl.add_argument("--limit", type=int, default=20)
+    cl.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    user = sub.add_parser("user", help="API users and their tokens").add_subparsers(dest="action", required=True)
+    ua = user.add_parser("add", help="create a user and print its bearer token")
+    _common(ua)
+    ua.add_argument("name")
+    ua.add_argument("--role", required=True, choices=ROLES)
+    ul = user.add_parser("list", help="list users")
+    _common(ul)
+
+    flow = sub.add_parser("flow", help="IVR flows").add_subparsers(dest="action", required=True)
+    fv = flow.add_parser("validate", help="check flow files; errors print file:line: message")
+    fv.add_argument("files", nargs="+", type=Path)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = load_settings(args.config)
+    return with_overrides(
+        s,
+        data_dir=args.data_dir,
+        host=getattr(args, "host", None),
+        sip_port=getattr(args, "sip_port", None),
+        http_port=getattr(args, "http_port", None),
+    )
+
+
+async def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[Any]]) -> Any:
+    db = await Database.open(check_data_dir(settings.data_dir))
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
+
+
+def _calls_list(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = asyncio.run(
+        _with_db(_settings(args), lambda db: CallRepo(db).latest(max(1, args.limit)))
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = ("id", "started_at", "caller", "disposition", "recording_seconds")
+    print("  ".join(f"{c:<32}" if c == "id" else c for c in cols))
+    for r in rows:
+        caller = r["caller"] if len(r["caller"]) <= 40 else r["caller"][:37] + "..."
+        print(f"{r['id']:<32}  {r['started_at']}  {caller}  {r['disposition'] or 'active'}  "
+              f"{r['recording_seconds'] if r['recording_seconds'] is not None else '-'}")
+    return 0
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    token = secrets.token_urlsafe(32)
+    try:
+        asyncio.run(_with_db(_settings(args), lambda db: UserRepo(db).add(args.name, args.role, token)))
+    except sqlite3.IntegrityError:
+        print(f"callcenter: error: user {args.name!r} already exists", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def _user_list(args: argparse.Namespace) -> int:
+    for u in asyncio.run(_with_db(_settings(args), lambda db: UserRepo(db).all())):
+        print(f"{u.id}\t{u.name}\t{u.role}")
+    return 0
+
+
+def _flow_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for f in args.files:
+        try:
+            flow = load_flow(f)
+        except FlowError as exc:
+            print(exc, file=sys.stderr)
+            status = 1
+        else:
+            print(f"{f}: ok ({flow.name}, {len(flow.nodes)} nodes)")
+    return status
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import serve  # imports pjsua2: only for the command that needs it
+
+    settings = _settings(args)
+    setup_logging(args.log_level or settings.log_level)
+    return asyncio.run(serve(settings))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
+        ("serve", None): _serve,
+        ("calls", "list"): _calls_list,
+        ("user", "add"): _user_add,
+        ("user", "list"): _user_list,
+        ("flow", "validate"): _flow_validate,
+    }
+    try:
+        return handlers[(args.command, getattr(args, "action", None))](args)
+    except CallCenterError as exc:
+        print(f"callcenter: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,139 @@
+"""Settings: callcenter.toml, then command-line overrides. Relative paths follow the config file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from voice.config import EngineConfig
+
+from .exceptions import ConfigError
+
+DEFAULT_CONFIG = Path("config/callcenter.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path = Path("data")
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    flow: Path | None = None
+    prompt_voice: str = ""
+    prompt_wpm: int = 160
+    log_level: str = "info"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    config_file: Path | None = None
+
+
+_KNOWN = {
+    "server": {"host", "sip_port", "http_port", "data_dir"},
+    "sip": {"transports", "codecs", "clock_rate", "max_calls", "rtp_port", "rtp_port_range",
+            "public_address", "user_agent", "pjsip_log_level"},
+    "ivr": {"flow"},
+    "prompts": {"voice", "words_per_minute"},
+    "log": {"level"},
+}
+
+
+def _typed(table: str, key: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"[{table}] {key} = {value!r}: expected {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def load_settings(config: Path | None) -> Settings:
+    """Read ``config`` (or the default file when it exists; built-in defaults otherwise)."""
+    if config is None:
+        env = os.environ.get("CALLCENTER_CONFIG")
+        config = Path(env) if env else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    if config is None:
+        return Settings(data_dir=Path(os.environ.get("CALLCENTER_DATA_DIR", "data")))
+    try:
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config} is not valid TOML: {exc}") from None
+    for table, value in data.items():
+        if table not in _KNOWN or not isinstance(value, dict):
+            raise ConfigError(f"config file {config}: unknown table [{table}]")
+        unknown = set(value) - _KNOWN[table]
+        if unknown:
+            raise ConfigError(f"config file {config}: unknown key [{table}] {sorted(unknown)[0]}")
+    base = config.parent
+    srv, sip, ivr = data.get("server", {}), data.get("sip", {}), data.get("ivr", {})
+    prompts, logt = data.get("prompts", {}), data.get("log", {})
+
+    def path(table: str, key: str, raw: Any) -> Path:
+        p = Path(os.path.expanduser(_typed(table, key, raw, str)))
+        return p if p.is_absolute() else base / p
+
+    eng = EngineConfig()
+    eng = replace(
+        eng,
+        host=_typed("server", "host", srv.get("host", eng.host), str),
+        sip_port=_typed("server", "sip_port", srv.get("sip_port", eng.sip_port), int),
+        transports=tuple(_typed("sip", "transports", sip.get("transports", list(eng.transports)), list)),
+        codecs=tuple(_typed("sip", "codecs", sip.get("codecs", list(eng.codecs)), list)),
+        clock_rate=_typed("sip", "clock_rate", sip.get("clock_rate", eng.clock_rate), int),
+        max_calls=_typed("sip", "max_calls", sip.get("max_calls", eng.max_calls), int),
+        rtp_port=_typed("sip", "rtp_port", sip.get("rtp_port", eng.rtp_port), int),
+        rtp_port_range=_typed("sip", "rtp_port_range", sip.get("rtp_port_range", eng.rtp_port_range), int),
+        public_address=_typed("sip", "public_address", sip.get("public_address", ""), str) or None,
+        user_agent=_typed("sip", "user_agent", sip.get("user_agent", eng.user_agent), str),
+        pjsip_log_level=_typed("sip", "pjsip_log_level", sip.get("pjsip_log_level", 2), int),
+    )
+    bad = set(eng.transports) - {"udp", "tcp"}
+    if bad:
+        raise ConfigError(f"[sip] transports: unsupported {sorted(bad)[0]!r} (use 'udp' and/or 'tcp')")
+    if eng.clock_rate not in (8000, 16000, 32000, 48000):
+        raise ConfigError(f"[sip] clock_rate = {eng.clock_rate}: use 8000, 16000, 32000 or 48000")
+    if not 1 <= eng.max_calls <= 512:
+        raise ConfigError(f"[sip] max_calls = {eng.max_calls}: the engine is built for 1..512")
+    return Settings(
+        data_dir=path("server", "data_dir", srv["data_dir"]) if "data_dir" in srv else Path("data"),
+        http_host=eng.host,
+        http_port=_typed("server", "http_port", srv.get("http_port", 8080), int),
+        flow=path("ivr", "flow", ivr["flow"]) if "flow" in ivr else None,
+        prompt_voice=_typed("prompts", "voice", prompts.get("voice", ""), str),
+        prompt_wpm=_typed("prompts", "words_per_minute", prompts.get("words_per_minute", 160), int),
+        log_level=_typed("log", "level", logt.get("level", "info"), str),
+        engine=eng,
+        config_file=config,
+    )
+
+
+def with_overrides(
+    s: Settings,
+    *,
+    data_dir: Path | None = None,
+    host: str | None = None,
+    sip_port: int | None = None,
+    http_port: int | None = None,
+) -> Settings:
+    eng = s.engine
+    if host is not None:
+        eng = replace(eng, host=host)
+    if sip_port is not None:
+        eng = replace(eng, sip_port=sip_port)
+    return replace(
+        s,
+        engine=eng,
+        data_dir=data_dir if data_dir is not None else s.data_dir,
+        http_host=host if host is not None else s.http_host,
+        http_port=http_port if http_port is not None else s.http_port,
+    )
+
+
+def check_data_dir(path: Path) -> Path:
+    """The data directory must exist and be writable; say which of the two it is not."""
+    if not path.exists():
+        raise ConfigError(f"data directory {path} does not exist (create it with: mkdir -p {path})")
+    if not path.is_dir():
+        raise ConfigError(f"data directory {path} is not a directory")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"data directory {path} is not writable")
+    return path.resolve()

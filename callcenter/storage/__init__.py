@@ -1,0 +1,1 @@
+"""Storage: aiosqlite in WAL mode, numbered SQL migrations, thin repositories."""

@@ -1,0 +1,111 @@
+"""Thin repositories over the tables: calls, events, users. SQL stays here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .db import Database, utcnow
+
+ROLES = ("admin", "supervisor", "agent", "qa")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    role: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class CallRepo:
+    COLUMNS = (
+        "id, sip_call_id, caller, callee, remote_address, flow, codec, started_at, answered_at, ended_at, "
+        "disposition, hangup_cause, recording_path, recording_sha256, recording_bytes, recording_seconds"
+    )
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, call_id: str, sip_call_id: str, caller: str, callee: str,
+                     remote_address: str, flow: str) -> None:
+        await self.db.conn.execute(
+            "INSERT INTO calls (id, sip_call_id, caller, callee, remote_address, flow, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()),
+        )
+        await self.db.conn.commit()
+
+    async def update(self, call_id: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        await self.db.conn.execute(f"UPDATE calls SET {cols} WHERE id = ?", (*fields.values(), call_id))
+        await self.db.conn.commit()
+
+    async def get(self, call_id: str) -> dict[str, Any] | None:
+        async with self.db.conn.execute(f"SELECT {self.COLUMNS} FROM calls WHERE id = ?", (call_id,)) as cur:
+            row = await cur.fetchone()
+        return dict(row) if row else None
+
+    async def latest(self, limit: int) -> list[dict[str, Any]]:
+        async with self.db.conn.execute(
+            f"SELECT {self.COLUMNS} FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def close_interrupted(self) -> int:
+        """Calls a previous run left open (a crash): mark them ended, 'interrupted'."""
+        cur = await self.db.conn.execute(
+            "UPDATE calls SET ended_at = ?, disposition = 'interrupted' WHERE ended_at IS NULL", (utcnow(),)
+        )
+        await self.db.conn.commit()
+        return cur.rowcount
+
+
+class EventRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def append(self, event: str, call_id: str = "", queue: str = "", agent: str = "",
+                     **data: Any) -> None:
+        await self.db.conn.execute(
+            "INSERT INTO events (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)),
+        )
+        await self.db.conn.commit()
+
+    async def for_call(self, call_id: str) -> list[dict[str, Any]]:
+        async with self.db.conn.execute(
+            "SELECT at, event, queue, agent, data FROM events WHERE call_id = ? ORDER BY id", (call_id,)
+        ) as cur:
+            return [{**dict(r), "data": json.loads(r["data"])} for r in await cur.fetchall()]
+
+
+class UserRepo:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def add(self, name: str, role: str, token: str) -> User:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (use one of: {', '.join(ROLES)})")
+        cur = await self.db.conn.execute(
+            "INSERT INTO users (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
+            (name, role, token_hash(token), utcnow()),
+        )
+        await self.db.conn.commit()
+        return User(int(cur.lastrowid or 0), name, role)
+
+    async def by_token(self, token: str) -> User | None:
+        async with self.db.conn.execute(
+            "SELECT id, name, role FROM users WHERE token_sha256 = ?", (token_hash(token),)
+        ) as cur:
+            row = await cur.fetchone()
+        return User(row["id"], row["name"], row["role"]) if row else None
+
+    async def all(self) -> list[User]:
+        async with self.db.conn.execute("SELECT id, name, role FROM users ORDER BY id") as cur:
+            return [User(r["id"], r["name"], r["role"]) for r in await cur.fetchall()]

@@ -1,0 +1,123 @@
+"""Prompt rendering: text -> speech (pyttsx3 with espeak-ng) -> a cached WAV at the engine's rate.
+
+pyttsx3 runs in a child process (``python -m ivr.prompts``): its espeak driver keeps global state
+and prints to stdout, neither of which belongs in a server. The converted WAV is cached by a hash
+of everything that shapes the sound, so a prompt is rendered once per text, voice and clock rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .exceptions import PromptError
+
+log = logging.getLogger("ivr.prompts")
+
+# (source WAV, destination WAV, destination rate): supplied by the composition root (voice/ resamples)
+Converter = Callable[[Path, Path, int], None]
+
+
+class PromptCache:
+    def __init__(
+        self,
+        directory: Path,
+        clock_rate: int,
+        convert: Converter,
+        voice: str = "",
+        words_per_minute: int = 160,
+    ) -> None:
+        self.directory = directory
+        self.clock_rate = clock_rate
+        self.voice = voice
+        self.words_per_minute = words_per_minute
+        self._convert = convert
+        self._pending: dict[Path, asyncio.Future[Path]] = {}
+
+    def path_for(self, text: str) -> Path:
+        key = f"espeak|{self.voice}|{self.words_per_minute}|{self.clock_rate}|{text}"
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.wav"
+
+    async def render(self, text: str) -> Path:
+        """Return the cached WAV for ``text``, rendering it first if needed (concurrent-safe)."""
+        path = self.path_for(text)
+        if path.exists():
+            return path
+        if path in self._pending:
+            return await asyncio.shield(self._pending[path])
+        fut: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._pending[path] = fut
+        try:
+            await self._render(text, path)
+            fut.set_result(path)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved here; waiters get it through the future
+            raise
+        finally:
+            del self._pending[path]
+        return path
+
+    async def render_all(self, texts: Iterable[str]) -> list[Path]:
+        todo = list(dict.fromkeys(texts))
+        out = []
+        for i, text in enumerate(todo, 1):
+            fresh = not self.path_for(text).exists()
+            out.append(await self.render(text))
+            if fresh:
+                log.info("prompt rendered %d/%d: %s", i, len(todo), out[-1].name)
+        return out
+
+    async def _render(self, text: str, path: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        raw = path.with_suffix(".tts.wav")
+        cmd = [sys.executable, "-m", "ivr.prompts", "--out", str(raw), "--wpm", str(self.words_per_minute)]
+        if self.voice:
+            cmd += ["--voice", self.voice]
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, text, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0 or not raw.exists() or raw.stat().st_size <= 44:
+            raw.unlink(missing_ok=True)
+            detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no audio produced"]
+            raise PromptError(f"text-to-speech failed for {text[:40]!r}: {detail[0]}")
+        try:
+            await asyncio.to_thread(self._convert, raw, path, self.clock_rate)
+        finally:
+            raw.unlink(missing_ok=True)
+
+
+def _speak_to_file(text: str, out: str, wpm: int, voice: str) -> None:
+    import pyttsx3
+
+    engine = pyttsx3.init("espeak")
+    engine.setProperty("rate", wpm)
+    if voice:
+        engine.setProperty("voice", voice)
+    engine.save_to_file(text, out)
+    engine.runAndWait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ivr.prompts", description="Speak TEXT into a WAV file.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--wpm", type=int, default=160)
+    parser.add_argument("--voice", default="")
+    parser.add_argument("text")
+    args = parser.parse_args(argv)
+    try:
+        _speak_to_file(args.text, args.out, args.wpm, args.voice)
+    except Exception as exc:  # reported to the parent through stderr and the exit code
+        print(f"pyttsx3/espeak-ng: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

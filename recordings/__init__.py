@@ -1,0 +1,1 @@
+"""Recording life cycle: per-leg files, finalize, checksums, retention."""

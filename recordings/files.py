@@ -1,0 +1,40 @@
+"""Where recordings live and how a finished one is checked: valid WAV header, duration, checksum."""
+
+from __future__ import annotations
+
+import hashlib
+import wave
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRecording:
+    path: Path
+    sha256: str
+    bytes: int
+    seconds: float
+
+
+def leg_path(root: Path, call_id: str, leg: str, when: datetime) -> Path:
+    """``root/YYYY/MM/DD/<call id>.<leg>.wav``; the folder is created."""
+    folder = root / f"{when:%Y}" / f"{when:%m}" / f"{when:%d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{call_id}.{leg}.wav"
+
+
+def finish(path: Path) -> FinishedRecording | None:
+    """Checksum and measure a closed recording; None if the file was never written."""
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    try:
+        with wave.open(str(path), "rb") as w:
+            seconds = w.getnframes() / w.getframerate() if w.getframerate() else 0.0
+    except (wave.Error, EOFError):
+        seconds = 0.0
+    return FinishedRecording(path, digest.hexdigest(), path.stat().st_size, seconds)

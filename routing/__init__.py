@@ -1,0 +1,1 @@
+"""The ACD core: agents, skills, queues, strategies and reservations (pure standard library)."""

@@ -1,0 +1,123 @@
+"""pjsua2 subclasses whose callbacks turn pjsua2 state into frozen events.
+
+Every object here lives on the engine thread (see voice/engine.py). A callback never touches
+application state: it reads what it needs from pjsua2 and hands an event to ``sink``. An
+exception escaping a pjsua2 director callback would abort the process, so each one is guarded.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+from .events import IncomingCall
+
+if TYPE_CHECKING:
+    from .engine import _EngineCore
+
+log = logging.getLogger("voice.engine")
+
+
+def guarded(fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any) -> None:
+        try:
+            fn(self, *args)
+        except Exception:
+            log.exception("callback %s failed", fn.__qualname__)
+
+    return wrapper
+
+
+class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+    """Routes pjsip's log lines into Python logging (called from any pjsip thread)."""
+
+    _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+    @guarded
+    def write(self, entry: Any) -> None:
+        msg = entry.msg.rstrip()
+        logging.getLogger("voice.pjsip").log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
+
+
+class Account(pj.Account):  # type: ignore[misc]
+    def __init__(self, core: _EngineCore) -> None:
+        super().__init__()
+        self._core = core
+
+    @guarded
+    def onIncomingCall(self, prm: Any) -> None:
+        call = Call(self, prm.callId, self._core)
+        if self._core.stopping:
+            op = pj.CallOpParam()
+            op.statusCode = 503
+            op.reason = "Service Unavailable (shutting down)"
+            call.hangup(op)
+            return
+        ci = call.getInfo()
+        self._core.calls[prm.callId] = call
+        self._core.post(
+            IncomingCall(
+                call=prm.callId,
+                sip_call_id=ci.callIdString,
+                caller=ci.remoteUri,
+                callee=ci.localUri,
+                remote_address=str(prm.rdata.srcAddress),
+            )
+        )
+
+
+class Call(pj.Call):  # type: ignore[misc]
+    def __init__(self, acc: Account, call_id: int, core: _EngineCore) -> None:
+        super().__init__(acc, call_id)
+        self._core = core
+        self.handle = call_id
+        self.audio: Any = None  # pj.AudioMedia once media is active
+        self.codec = ""
+        self.confirmed = False
+        self.ended = False
+        self.local_hangup = False
+        self.players: dict[int, Player] = {}
+        self.recorders: dict[str, Any] = {}
+
+    @guarded
+    def onCallState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
+            self.confirmed = True
+            self._core.on_call_confirmed(self)
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
+            self.ended = True
+            self._core.on_call_disconnected(self, ci.lastStatusCode, ci.lastReason)
+
+    @guarded
+    def onCallMediaState(self, prm: Any) -> None:
+        ci = self.getInfo()
+        for mi in ci.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                first = self.audio is None
+                self.audio = self.getAudioMedia(mi.index)
+                if first:
+                    try:
+                        self.codec = self.getStreamInfo(mi.index).codecName
+                    except pj.Error:
+                        self.codec = ""
+                    self._core.on_media_ready(self)
+                return
+
+
+class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+    def __init__(self, core: _EngineCore, call: int, playback: int) -> None:
+        super().__init__()
+        self._core = core
+        self.call = call
+        self.playback = playback
+
+    @guarded
+    def onEof2(self) -> None:
+        # Destroying a player inside its own EOF callback is forbidden: the core defers it.
+        self._core.on_player_eof(self)
