@@ -4,8 +4,6 @@ Roles: admin (everything), supervisor and qa (calls and recordings), agent (thei
 issues). The OpenAPI schema is published at /openapi.json, with interactive docs at /docs.
 """
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path

@@ -106,6 +106,7 @@ def main() -> int:
     acfg.idUri = "sip:phone@127.0.0.1"
     acfg.mediaConfig.transportConfig.port = 40000
     acfg.mediaConfig.transportConfig.portRange = 20000
+    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
     acc = pj.Account()
     acc.create(acfg)
 
