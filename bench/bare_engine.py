@@ -28,12 +28,12 @@ from typing import Any
 import pjsua2 as pj
 
 
-class StderrLog(pj.LogWriter):  # type: ignore[misc]
+class StderrLog(pj.LogWriter):
     def write(self, entry: Any) -> None:
         sys.stderr.write(entry.msg.rstrip() + "\n")
 
 
-class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+class Player(pj.AudioMediaPlayer):
     def __init__(self, app: Floor, handle: int) -> None:
         super().__init__()
         self.app = app
@@ -44,7 +44,7 @@ class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
         self.app.finished.append(self.handle)
 
 
-class Call(pj.Call):  # type: ignore[misc]
+class Call(pj.Call):
     def __init__(self, acc: Account, handle: int, app: Floor) -> None:
         super().__init__(acc, handle)
         self.app = app
@@ -75,7 +75,7 @@ class Call(pj.Call):  # type: ignore[misc]
                 return
 
 
-class Account(pj.Account):  # type: ignore[misc]
+class Account(pj.Account):
     def __init__(self, app: Floor) -> None:
         super().__init__()
         self.app = app

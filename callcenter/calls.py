@@ -52,9 +52,9 @@ class CallService:
 
     def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, IncomingCall):
-            inbox: asyncio.Queue[EngineEvent] = asyncio.Queue()
-            self._inboxes[event.call] = inbox
-            task = asyncio.create_task(self._actor(event, inbox), name=f"call-{event.call}")
+            new_inbox: asyncio.Queue[EngineEvent] = asyncio.Queue()
+            self._inboxes[event.call] = new_inbox
+            task = asyncio.create_task(self._actor(event, new_inbox), name=f"call-{event.call}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         elif (inbox := self._inboxes.get(event.call)) is not None:
@@ -62,12 +62,12 @@ class CallService:
         else:
             log.debug("event for unknown call", extra={"event": event.type, "handle": event.call})
 
-    async def drain(self, timeout: float = 3.0) -> None:
+    async def drain(self, grace: float = 3.0) -> None:
         """After the engine stopped: deliver what it posted, let actors finish, cancel the rest."""
         while not self.engine.events.empty():
             self.dispatch(self.engine.events.get_nowait())
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:
@@ -105,7 +105,9 @@ class CallService:
                     call.failed = True
                     await self._hangup(call, 500)
         finally:
-            self._inboxes.pop(inc.call, None)
+            # pjsua reuses call handles: only forget the inbox if it is still this call's.
+            if self._inboxes.get(inc.call) is inbox:
+                del self._inboxes[inc.call]
 
     async def _handle(self, call: _CallState, event: EngineEvent) -> None:
         if isinstance(event, CallAnswered):

@@ -1,7 +1,7 @@
-"""Prompt rendering: text -> speech (pyttsx3 with espeak-ng) -> a cached WAV at the engine's rate.
+"""Prompt rendering: text -> speech (pyttsx3's espeak-ng binding) -> a cached WAV at the engine's rate.
 
-pyttsx3 runs in a child process (``python -m ivr.prompts``): its espeak driver keeps global state
-and prints to stdout, neither of which belongs in a server. The converted WAV is cached by a hash
+Speech is made in a child process (``python -m ivr.prompts``): the espeak-ng library keeps global
+state and a crash in it must not take the server down. The converted WAV is cached by a hash
 of everything that shapes the sound, so a prompt is rendered once per text, voice and clock rate.
 """
 
@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from .exceptions import PromptError
 
@@ -94,14 +95,48 @@ class PromptCache:
 
 
 def _speak_to_file(text: str, out: str, wpm: int, voice: str) -> None:
-    import pyttsx3
+    """Speak ``text`` into a WAV through pyttsx3's espeak-ng binding, synchronously.
 
-    engine = pyttsx3.init("espeak")
-    engine.setProperty("rate", wpm)
+    pyttsx3's own ``save_to_file`` (2.99) writes the file from inside the synthesis callback before
+    the last buffer is appended, and sometimes not at all; driving the same binding in espeak's
+    synchronous mode gets every sample, every time.
+    """
+    import ctypes
+    import wave
+
+    from pyttsx3.drivers import _espeak as espeak
+
+    rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, 500)
+    if rate <= 0:
+        raise RuntimeError("espeak-ng failed to initialize")
+    chunks: list[bytes] = []
+
+    def collect(wav: Any, numsamples: int, events: Any) -> int:
+        if numsamples > 0:
+            chunks.append(ctypes.string_at(wav, numsamples * 2))
+        return 0
+
+    espeak.SetSynthCallback(collect)
+    espeak.SetParameter(espeak.RATE, wpm, 0)
     if voice:
-        engine.setProperty("voice", voice)
-    engine.save_to_file(text, out)
-    engine.runAndWait()
+        wanted = voice.lower()
+        names = [
+            v.name for v in espeak.ListVoices()
+            if wanted in (v.name.decode().lower(), v.identifier.decode().lower(),
+                          v.identifier.decode().lower().split("/")[-1])
+        ]
+        if not names or espeak.SetVoiceByName(names[0]) != 0:
+            raise ValueError(f"unknown voice {voice!r} (see `espeak-ng --voices`)")
+    if espeak.Synth(text.encode("utf-8"), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8) != 0:
+        raise RuntimeError("espeak-ng refused the text")
+    espeak.Synchronize()
+    if not chunks:
+        raise RuntimeError("espeak-ng produced no audio")
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(chunks))
 
 
 def main(argv: list[str] | None = None) -> int:

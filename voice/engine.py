@@ -298,8 +298,7 @@ class Engine:
             except queue.Empty:
                 return
             if item is not None:
-                fut = item[1]
-                self._emit(lambda fut=fut: _settle(fut, None, EngineStopped("the SIP engine stopped")))
+                self._emit(functools.partial(_settle, item[1], None, EngineStopped("the SIP engine stopped")))
 
     def _run_commands(self) -> None:
         while True:
@@ -310,13 +309,15 @@ class Engine:
             if item is None:
                 continue
             fn, fut = item
+            result: Any = None
+            error: BaseException | None = None
             try:
-                result, error = fn(), None
+                result = fn()
             except pj.Error as exc:
-                result, error = None, EngineError(_describe(exc))
+                error = EngineError(_describe(exc))
             except Exception as exc:
-                result, error = None, exc
-            self._emit(lambda fut=fut, r=result, e=error: _settle(fut, r, e))  # type: ignore[misc]
+                error = exc
+            self._emit(functools.partial(_settle, fut, result, error))
 
     # -- asyncio side --------------------------------------------------------------------------
     async def start(self) -> None:

@@ -33,7 +33,7 @@ def guarded(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+class PjLogWriter(pj.LogWriter):
     """Routes pjsip's log lines into Python logging (called from any pjsip thread)."""
 
     _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
@@ -44,7 +44,7 @@ class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
         logging.getLogger("voice.pjsip").log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
 
 
-class Account(pj.Account):  # type: ignore[misc]
+class Account(pj.Account):
     def __init__(self, core: _EngineCore) -> None:
         super().__init__()
         self._core = core
@@ -71,7 +71,7 @@ class Account(pj.Account):  # type: ignore[misc]
         )
 
 
-class Call(pj.Call):  # type: ignore[misc]
+class Call(pj.Call):
     def __init__(self, acc: Account, call_id: int, core: _EngineCore) -> None:
         super().__init__(acc, call_id)
         self._core = core
@@ -110,7 +110,7 @@ class Call(pj.Call):  # type: ignore[misc]
                 return
 
 
-class Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+class Player(pj.AudioMediaPlayer):
     def __init__(self, core: _EngineCore, call: int, playback: int) -> None:
         super().__init__()
         self._core = core

@@ -33,6 +33,10 @@
 #define PJSIP_UDP_SO_RCVBUF_SIZE        (4 * 1024 * 1024)
 #define PJSIP_UDP_SO_SNDBUF_SIZE        (4 * 1024 * 1024)
 
+/* Read every UDP datagram whole (the default 4000 silently truncates a larger one, and pjsip
+ * then parses the remains as if complete). TCP messages over this size are dropped and logged. */
+#define PJSIP_MAX_PKT_LEN               65536
+
 /* Keep full logging available; the application chooses the level. */
 #define PJ_LOG_MAX_LEVEL                5
 
