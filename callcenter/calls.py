@@ -20,7 +20,7 @@ from ivr.prompts import PromptCache
 from recordings import files as recfiles
 from voice.engine import Engine
 from voice.events import CallAnswered, CallEnded, EngineEvent, IncomingCall, MediaReady, PlaybackDone
-from voice.exceptions import CallGone, EngineStopped
+from voice.exceptions import CallGone, EngineError, EngineStopped
 
 from .storage.db import utcnow
 from .storage.repos import CallRepo, EventRepo
@@ -116,14 +116,24 @@ class CallService:
             await self.events.append("ANSWER", call.id)
         elif isinstance(event, MediaReady):
             if call.recording is None:
-                call.recording = recfiles.leg_path(self.data_dir / "recordings", call.id, "caller",
-                                                   datetime.now(UTC))
-                await self.engine.record(call.incoming.call, str(call.recording))
-                await self.calls.update(call.id, codec=event.codec,
-                                        recording_path=str(call.recording.relative_to(self.data_dir)))
+                await self._start_recording(call, event.codec)
             await self._run(call, call.machine.receive(ivr.CallStarted(now=time.monotonic())))
         elif isinstance(event, PlaybackDone):
             await self._run(call, call.machine.receive(ivr.PromptDone(now=time.monotonic())))
+
+    async def _start_recording(self, call: _CallState, codec: str) -> None:
+        """Record the caller's leg. A failure (a full disk, say) is logged; the call goes on unrecorded."""
+        try:
+            path = recfiles.leg_path(self.data_dir / "recordings", call.id, "caller", datetime.now(UTC))
+            await self.engine.record(call.incoming.call, str(path))
+        except EngineStopped:
+            raise
+        except (EngineError, OSError) as exc:
+            log.error("recording failed to start", extra={"call_id": call.id, "error": str(exc)})
+            await self.calls.update(call.id, codec=codec)
+            return
+        call.recording = path
+        await self.calls.update(call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir)))
 
     async def _run(self, call: _CallState, actions: list[ivr.Action]) -> None:
         for action in actions:

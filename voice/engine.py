@@ -163,8 +163,9 @@ class _EngineCore:
     def _close_call(self, call: pj_objects.Call, code: int, reason: str) -> None:
         self.calls.pop(call.handle, None)
         paths = tuple(call.recorders)
-        # Dropping the recorders closes their WAV files with a valid header.
+        # Dropped after this callback returns; dropping a recorder closes its WAV with a valid header.
         self._graveyard.extend(call.players.values())
+        self._graveyard.extend(call.recorders.values())
         call.players.clear()
         call.recorders.clear()
         call.audio = None

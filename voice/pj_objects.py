@@ -40,7 +40,9 @@ class PjLogWriter(pj.LogWriter):
 
     @guarded
     def write(self, entry: Any) -> None:
-        msg = entry.msg.rstrip()
+        # One line per event: pjsip appends whole packets to some messages (e.g. a parse error).
+        lines = entry.msg.strip().splitlines() or [""]
+        msg = lines[0][:500] + (f" [+{len(lines) - 1} lines]" if len(lines) > 1 else "")
         logging.getLogger("voice.pjsip").log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
 
 

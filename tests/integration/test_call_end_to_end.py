@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.audio import active_seconds, dominant_frequency, follows, tone
-from tests.support.server import ServerProcess, run_phone
+from tests.support.server import SHORT_FLOW, ServerProcess, run_phone
 from voice.audio import read_wav, write_wav
 
 
@@ -87,3 +87,20 @@ def test_healthz_and_openapi_need_no_token(server: ServerProcess) -> None:
     schema = httpx.get(f"{server.http}/openapi.json").json()
     assert "/api/calls" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_call_goes_on_when_recording_cannot_start(tmp_path: Path) -> None:
+    # A file where the recordings folder should be: every recording fails to start, as on a full disk.
+    server = ServerProcess(tmp_path, SHORT_FLOW)
+    (server.data_dir / "recordings").write_text("in the way")
+    server.start()
+    try:
+        report = run_phone(server.uri, "--record", str(tmp_path / "heard.wav"))
+        assert report["connected"] and report["status_code"] == 200
+        assert active_seconds(read_wav(tmp_path / "heard.wav")) > 0.5  # the prompt was still played
+        [call] = server.calls(server.token("admin"))
+        assert call["disposition"] == "completed" and call["recording_path"] is None
+        assert call["recording_url"] is None
+        assert "recording failed to start" in server.log()
+    finally:
+        assert server.stop() == 0
