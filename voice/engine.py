@@ -118,6 +118,10 @@ class _EngineCore:
 
     def handle_events(self, timeout_ms: int) -> None:
         self.ep.libHandleEvents(timeout_ms)
+        self.reap()
+
+    def reap(self) -> None:
+        """Drop the objects callbacks retired (outside any callback; closes recordings)."""
         if self._graveyard:
             self._graveyard.clear()
 
@@ -136,7 +140,7 @@ class _EngineCore:
             deadline -= 10
         for call in list(self.calls.values()):  # calls that never confirmed their BYE
             self._close_call(call, 0, "engine shutdown")
-        self._graveyard.clear()
+        self.reap()
         if self.account is not None:
             self.account.shutdown()
             self.account = None
@@ -278,6 +282,9 @@ class Engine:
             while not self._stop.is_set():
                 self._core.handle_events(0 if not self._commands.empty() else 10)
                 self._run_commands()
+                # A command can end a call synchronously (hangup): close its files before the
+                # CallEnded event leaves, so the application finds final recordings.
+                self._core.reap()
                 self._flush()
         except BaseException:
             log.exception("engine loop crashed")
