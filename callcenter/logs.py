@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
 
 
 class KeyValueFormatter(logging.Formatter):

@@ -9,11 +9,14 @@ and events go back in order, batched into one ``call_soon_threadsafe`` per loop 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
 import queue
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pjsua2 as pj
@@ -59,7 +62,8 @@ class _EngineCore:
     def start(self) -> None:
         cfg = self.config
         self.ep = pj.Endpoint()
-        self.ep.libCreate()
+        with _quiet_stdout():  # pjlib logs its start-up to stdout before our log writer exists
+            self.ep.libCreate()
         ep_cfg = pj.EpConfig()
         ua = ep_cfg.uaConfig
         ua.threadCnt = 0
@@ -374,6 +378,20 @@ class Engine:
         await asyncio.shield(self._stopped)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
