@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,12 +78,12 @@ class CallService:
         call_id = uuid.uuid4().hex
         ctx = {"call_id": call_id, "handle": inc.call}
         call = _CallState(call_id, inc, ivr.FlowMachine(self.flow))
+        log.info("incoming call", extra={**ctx, "caller": inc.caller, "from": inc.remote_address})
+        await self._store(call, "call row", self.calls.create(
+            call_id, inc.sip_call_id, inc.caller, inc.callee, inc.remote_address, self.flow.name))
+        await self._store(call, "CALLSTART", self.events.append(
+            "CALLSTART", call_id, caller=inc.caller, callee=inc.callee, sip_call_id=inc.sip_call_id))
         try:
-            await self.calls.create(call_id, inc.sip_call_id, inc.caller, inc.callee, inc.remote_address,
-                                    self.flow.name)
-            await self.events.append("CALLSTART", call_id, caller=inc.caller, callee=inc.callee,
-                                     sip_call_id=inc.sip_call_id)
-            log.info("incoming call", extra={**ctx, "caller": inc.caller, "from": inc.remote_address})
             await self.engine.answer(inc.call, 200)
         except (CallGone, EngineStopped):
             pass
@@ -112,8 +113,8 @@ class CallService:
     async def _handle(self, call: _CallState, event: EngineEvent) -> None:
         if isinstance(event, CallAnswered):
             call.answered = True
-            await self.calls.update(call.id, answered_at=utcnow())
-            await self.events.append("ANSWER", call.id)
+            await self._store(call, "answer time", self.calls.update(call.id, answered_at=utcnow()))
+            await self._store(call, "ANSWER", self.events.append("ANSWER", call.id))
         elif isinstance(event, MediaReady):
             if call.recording is None:
                 await self._start_recording(call, event.codec)
@@ -130,10 +131,18 @@ class CallService:
             raise
         except (EngineError, OSError) as exc:
             log.error("recording failed to start", extra={"call_id": call.id, "error": str(exc)})
-            await self.calls.update(call.id, codec=codec)
+            await self._store(call, "codec", self.calls.update(call.id, codec=codec))
             return
         call.recording = path
-        await self.calls.update(call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir)))
+        await self._store(call, "recording path", self.calls.update(
+            call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir))))
+
+    async def _store(self, call: _CallState, what: str, write: Awaitable[None]) -> None:
+        """Database writes never end a call: a failure (a full disk, say) is logged and the call goes on."""
+        try:
+            await write
+        except Exception as exc:
+            log.error("could not store %s", what, extra={"call_id": call.id, "error": repr(exc)})
 
     async def _run(self, call: _CallState, actions: list[ivr.Action]) -> None:
         for action in actions:
@@ -167,14 +176,19 @@ class CallService:
             "hangup_cause": f"{ended.status_code} {ended.reason}".strip(),
         }
         if call.recording is not None:
-            done = await asyncio.to_thread(recfiles.finish, call.recording)
+            try:
+                done = await asyncio.to_thread(recfiles.finish, call.recording)
+            except OSError as exc:
+                log.error("recording unreadable", extra={"call_id": call.id, "error": repr(exc)})
+                done = None
             if done is not None:
                 fields.update(recording_sha256=done.sha256, recording_bytes=done.bytes,
                               recording_seconds=round(done.seconds, 3))
             else:
                 fields["recording_path"] = None
-        await self.calls.update(call.id, **fields)
-        await self.events.append("CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"])
+        await self._store(call, "call end", self.calls.update(call.id, **fields))
+        await self._store(call, "CALLEND", self.events.append(
+            "CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"]))
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
 
