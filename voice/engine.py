@@ -25,10 +25,12 @@ from . import pj_objects
 from .config import EngineConfig
 from .events import CallAnswered, CallEnded, EngineEvent, MediaReady, PlaybackDone
 from .exceptions import CallGone, EngineError, EngineStopped
+from .tap import Tap, TapPump
 
 log = logging.getLogger("voice.engine")
 T = TypeVar("T")
 
+_TAP_FRAME_MS = 20  # the conference bridge's ptime (pjsua's default audioFramePtime)
 _TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
 
 
@@ -50,6 +52,7 @@ class _EngineCore:
         self.log_writer: pj_objects.PjLogWriter | None = None
         self.calls: dict[int, pj_objects.Call] = {}
         self._next_playback = 1
+        self._next_tap = 1
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
 
     # -- events -----------------------------------------------------------------------------
@@ -176,6 +179,8 @@ class _EngineCore:
         self._graveyard.extend(call.recorders.values())
         call.players.clear()
         call.recorders.clear()
+        self._graveyard.extend(call.taps.values())  # dropping a MediaTap leaves the bridge
+        call.taps.clear()
         call.audio = None
         self._graveyard.append(call)
         self.post(
@@ -236,6 +241,29 @@ class _EngineCore:
         call.audio.startTransmit(rec)
         call.recorders[path] = rec
 
+    def open_tap(self, handle: int, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
+        call = self._call(handle)
+        if call.audio is None:
+            raise EngineError(f"call {handle} has no active audio yet")
+        tap = pj.MediaTap()  # the project's own port: native/pjsua2/tap/media_tap.hpp
+        tap.createTap(self.config.clock_rate, _TAP_FRAME_MS, buffer_ms)
+        if listen:
+            call.audio.startTransmit(tap)
+        if speak:
+            tap.startTransmit(call.audio)
+        tap_id = self._next_tap
+        self._next_tap += 1
+        call.taps[tap_id] = tap
+        return tap_id, tap.getStream()
+
+    def close_tap(self, tap_id: int) -> bool:
+        for call in self.calls.values():
+            tap = call.taps.pop(tap_id, None)
+            if tap is not None:
+                tap.close()  # leaves the bridge now; the pump then reports the end
+                return True
+        return False
+
     def active_calls(self) -> int:
         return len(self.calls)
 
@@ -258,6 +286,7 @@ class Engine:
         self._stop = threading.Event()
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._accepting = True
+        self._tap_pump: TapPump | None = None
 
     # -- thread side ---------------------------------------------------------------------------
     def _emit(self, item: Callable[[], None]) -> None:
@@ -364,6 +393,31 @@ class Engine:
     async def record(self, call: int, path: str) -> None:
         await self._submit(self._core.record, call, path)
 
+    async def open_tap(
+        self,
+        call: int,
+        *,
+        chunk_ms: int = 40,
+        buffer_ms: int = 2000,
+        listen: bool = True,
+        speak: bool = True,
+        max_pending_s: float = 2.0,
+    ) -> Tap:
+        """Attach a live-audio tap to ``call`` (see voice/tap.py); ``tap.id`` names it.
+
+        ``listen``: frames of ``chunk_ms`` of what the call says; ``speak``: the call hears what
+        is written. ``buffer_ms`` bounds each native ring, ``max_pending_s`` the frames waiting
+        for a slow reader. The tap closes by itself when the call ends or the engine stops.
+        """
+        tap_id, stream = await self._submit(self._core.open_tap, call, buffer_ms, listen, speak)
+        if self._tap_pump is None:
+            self._tap_pump = TapPump(self._loop)
+        return self._tap_pump.add(Tap(tap_id, call, stream, chunk_ms, max_pending_s, self.close_tap, speak))
+
+    async def close_tap(self, tap: int) -> bool:
+        """Detach a tap (the call goes on); False if it was already gone."""
+        return await self._submit(self._core.close_tap, tap)
+
     async def active_calls(self) -> int:
         return await self._submit(self._core.active_calls)
 
@@ -378,6 +432,9 @@ class Engine:
         await asyncio.shield(self._stopped)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        if self._tap_pump is not None:  # every tap is closed now: deliver their ends
+            await self._tap_pump.stop()
+            self._tap_pump = None
 
 
 @contextlib.contextmanager

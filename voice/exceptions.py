@@ -4,6 +4,7 @@ VoiceError
 ├── EngineError          the SIP engine failed to start or a command failed on its thread
 │   └── EngineStopped    a command was sent after the engine stopped (or while it stops)
 ├── CallGone             the call a command names has already ended
+├── TapError             a live-audio tap was used in a way it cannot serve
 └── AudioFormatError     a WAV file is truncated, not PCM, or otherwise unusable
 """
 
@@ -22,6 +23,10 @@ class EngineStopped(EngineError):
 
 class CallGone(VoiceError):
     """The call a command refers to has already ended."""
+
+
+class TapError(VoiceError):
+    """A live-audio tap cannot do this (e.g. writing into a tap opened with speak=False)."""
 
 
 class AudioFormatError(VoiceError):

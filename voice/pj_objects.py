@@ -85,6 +85,7 @@ class Call(pj.Call):
         self.local_hangup = False
         self.players: dict[int, Player] = {}
         self.recorders: dict[str, Any] = {}
+        self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap
 
     @guarded
     def onCallState(self, prm: Any) -> None:

@@ -84,10 +84,13 @@ build_wheel() {
     stage="$tree/stage-$bind_key"
     rm -rf "$stage" && mkdir -p "$stage/wheel"
     log "generating the SWIG binding (GIL released around every call: -threads)"
-    cp "$HERE/setup.py" "$stage/"
-    (cd "$pj/pjsip-apps/src/swig/python" && swig -I../../../../pjlib/include -I../../../../pjlib-util/include \
-        -I../../../../pjmedia/include -I../../../../pjsip/include -I../../../../pjnath/include \
-        -c++ -w312 -threads -python -outdir "$stage" -o "$stage/pjsua2_wrap.cpp" ../pjsua2.i) \
+    cp "$HERE/setup.py" "$HERE"/tap/* "$stage/"
+    # pjproject's interface plus the project's own media tap (native/pjsua2/tap), one module.
+    { cat "$pj/pjsip-apps/src/swig/pjsua2.i"; printf '\n%%include "media_tap.i"\n'; } > "$stage/pjsua2.i"
+    (cd "$pj/pjsip-apps/src/swig/python" && swig -I.. -I"$stage" -I../../../../pjlib/include \
+        -I../../../../pjlib-util/include -I../../../../pjmedia/include -I../../../../pjsip/include \
+        -I../../../../pjnath/include \
+        -c++ -w312 -threads -python -outdir "$stage" -o "$stage/pjsua2_wrap.cpp" "$stage/pjsua2.i") \
         >"$stage/swig.log" 2>&1 || { tail -n 20 "$stage/swig.log" >&2; exit 1; }
     log "compiling the binding (about 2 minutes)"
     PJDIR="$pj" "$PY" -m pip wheel --no-build-isolation --no-deps -w "$stage/wheel" "$stage" \

@@ -1,5 +1,8 @@
 """Packages the SWIG-generated pjsua2 binding as a wheel (run by build.sh, not by hand).
 
+The extension is pjproject's pjsua2 wrapper plus the project's media tap (tap/media_tap.cpp,
+copied beside this file by build.sh).
+
 PJDIR names a configured and compiled pjproject tree; the compiler and linker flags come
 from pjproject's own build variables, exactly as its swig/python/helper.mak prints them.
 """
@@ -11,6 +14,7 @@ import tempfile
 from setuptools import Extension, setup
 
 PJDIR = os.environ["PJDIR"]
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _make_var(name: str) -> list[str]:
@@ -40,7 +44,8 @@ setup(
     ext_modules=[
         Extension(
             "_pjsua2",
-            ["pjsua2_wrap.cpp"],
+            ["pjsua2_wrap.cpp", "media_tap.cpp"],
+            include_dirs=[HERE],
             libraries=libraries,
             extra_compile_args=[*cflags, "-Wno-deprecated-declarations"],
             extra_link_args=ldflags,

@@ -1,0 +1,460 @@
+"""Tap benchmark: what live call audio in Python costs, and how late it is.
+
+    .venv/bin/python bench/tap.py [--calls 200] [--chunk-ms 40] [--phase-s 20]
+
+One engine process (``--serve``: voice.engine.Engine on asyncio, as the server runs it) carries
+``--calls`` concurrent calls: ``calls - 1`` from SIPp with ``-rtp_echo`` (each call hears a
+long WAV from the engine and sends it back, so RTP flows both ways on every call, and the
+engine records each caller as ``callcenter serve`` does; ``--no-record`` to skip that) and one
+from a measurement phone (``--phone``: pjsua2 with its own MediaTap) that exchanges tone bursts
+with the engine. Load taps listen only (``--speak`` also connects their idle speak side).
+On the SAME calls, the benchmark measures three windows of ``--phase-s`` seconds:
+no taps, then a tap on every call read continuously from Python (``async for frame in tap``),
+then no taps again. CPU is the engine process's utime + stime (/proc/PID/stat); the baseline
+is the mean of the two tap-less windows, so drift hits both sides alike. Printed:
+
+* extra CPU with taps: percent over the baseline, and CPU-milliseconds per call-minute;
+* phone -> tap reader: from the phone's bridge taking the first sample of a tone burst (its
+  MediaTap's speakStartedAt) to the engine's reader coroutine receiving the frame with its onset;
+* tap writer -> phone: from ``Tap.write_nowait`` of a burst on the engine to the phone's bridge
+  delivering the frame with its onset (its MediaTap's read timestamps);
+* the readers' delivery delay (receipt - frame.time) over all taps, and drop/underflow counters.
+
+Targets: under 10 % extra CPU; under 60 ms each way (median). Results: bench/results/tap.json.
+Loopback only; every child is stopped on exit. Both clocks are CLOCK_MONOTONIC (one machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"
+RATE = 8000
+BURST = (8000 * np.cos(2 * np.pi * 1000 * np.arange(800) / RATE)).astype(np.int16)  # 100 ms
+ONSET_LEVEL, QUIET_S = 2000, 0.3
+SCENARIO = BENCH / "uac_tap.xml"
+
+
+class Onsets:
+    """Finds tone-burst onsets in a stream of frames: a loud sample after QUIET_S of quiet."""
+
+    def __init__(self) -> None:
+        self.quiet = 0
+
+    def feed(self, pcm: np.ndarray) -> int | None:
+        loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > ONSET_LEVEL)
+        if loud.size == 0:
+            self.quiet += len(pcm)
+            return None
+        onset = int(loud[0]) if self.quiet + int(loud[0]) >= QUIET_S * RATE else None
+        self.quiet = len(pcm) - 1 - int(loud[-1])
+        return onset
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process (Python threads by name)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        f = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        name = names.get(int(task.name), (task / "comm").read_text().strip() + "-" + task.name)
+        out[name] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+# -- the engine under test ---------------------------------------------------------------------
+async def serve(args: argparse.Namespace) -> None:
+    from voice.config import EngineConfig
+    from voice.engine import Engine
+    from voice.events import CallEnded, IncomingCall, MediaReady
+    from voice.tap import Tap
+
+    eng = Engine(EngineConfig(host=HOST, sip_port=args.sip_port, transports=("udp",), rtp_port=args.rtp_port,
+                              rtp_port_range=4 * args.calls + 100, pjsip_log_level=1))
+    await eng.start()
+    media: set[int] = set()
+    probe: list[int] = []  # the measurement phone's call
+    taps: dict[int, Tap] = {}
+    readers: list[asyncio.Task[Any]] = []
+    delays: list[float] = []
+    heard_onsets: list[float] = []
+    sent_bursts: list[float] = []
+
+    async def on_events() -> None:
+        while True:
+            ev = await eng.events.get()
+            if isinstance(ev, IncomingCall):
+                if "probe" in ev.caller:
+                    probe.append(ev.call)
+                await eng.answer(ev.call)
+            elif isinstance(ev, MediaReady):
+                media.add(ev.call)
+                if ev.call not in probe:
+                    await eng.play(ev.call, args.wav)
+                    if args.rec_dir:  # as `callcenter serve` records every caller
+                        await eng.record(ev.call, f"{args.rec_dir}/{ev.call}.wav")
+            elif isinstance(ev, CallEnded):
+                media.discard(ev.call)
+
+    async def read(tap: Tap) -> None:
+        n = 0
+        async for frame in tap:
+            n += 1
+            if n % 10 == 0:
+                delays.append(time.monotonic() - frame.time)
+
+    async def read_probe(tap: Tap) -> None:
+        onsets = Onsets()
+        async for frame in tap:
+            received = time.monotonic()
+            if onsets.feed(frame.pcm) is not None:
+                heard_onsets.append(received)
+
+    async def write_probe(tap: Tap) -> None:
+        rng = random.Random(2)
+        while not tap.closed:  # a burst every 0.8-1.2 s: onsets at every phase of the clocks
+            await asyncio.sleep(rng.uniform(0.8, 1.2))
+            sent_bursts.append(time.monotonic())
+            tap.write_nowait(BURST)
+
+    async def command(line: str) -> dict[str, Any]:
+        if line == "status":
+            return {"media": len(media)}
+        if line == "threads":  # CPU seconds per thread, Python threads by name
+            return thread_cpu()
+        if line == "taps on":
+            for call in sorted(media):
+                speak = args.speak or call in probe
+                tap = taps[call] = await eng.open_tap(call, chunk_ms=args.chunk_ms, speak=speak)
+                if call in probe:
+                    readers.append(asyncio.create_task(read_probe(tap)))
+                    readers.append(asyncio.create_task(write_probe(tap)))
+                else:
+                    readers.append(asyncio.create_task(read(tap)))
+            return {"taps": len(taps)}
+        if line == "taps off":
+            stats = [t.stats() for t in taps.values()]
+            await asyncio.gather(*(t.close() for t in taps.values()))
+            await asyncio.gather(*readers)
+            taps.clear()
+            readers.clear()
+            return {
+                "dropped": sum(s.dropped for s in stats),
+                "frames_dropped": sum(s.frames_dropped for s in stats),
+                "heard_samples": sum(s.heard for s in stats),
+                "underflows": sum(s.underflows for s in stats),
+                "delays": delays, "probe_heard": heard_onsets, "probe_sent": sent_bursts,
+            }
+        if line == "hangup":
+            for call in list(media):
+                with contextlib.suppress(Exception):
+                    await eng.hangup(call, 200)
+            return {"hung_up": True}
+        return {"error": f"unknown command {line!r}"}
+
+    events = asyncio.create_task(on_events())
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(json.dumps({"ready": True}), flush=True)
+    while line := (await reader.readline()).decode().strip():
+        if line == "quit":
+            break
+        print(json.dumps(await command(line)), flush=True)
+    events.cancel()
+    await eng.stop()
+    print(json.dumps({"stopped": True}), flush=True)
+
+
+# -- the measurement phone -----------------------------------------------------------------------
+def phone(args: argparse.Namespace) -> None:
+    import pjsua2 as pj
+
+    class Call(pj.Call):  # type: ignore[misc]
+        tap: Any = None
+        state = 0
+
+        def onCallState(self, prm: Any) -> None:
+            self.state = self.getInfo().state
+
+        def onCallMediaState(self, prm: Any) -> None:
+            ci = self.getInfo()  # keep it alive: .media points into it
+            for mi in ci.media:
+                active = mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE
+                if active and not self.tap:
+                    am = self.getAudioMedia(mi.index)
+                    self.tap = pj.MediaTap()
+                    self.tap.createTap(RATE, 20, 2000)
+                    am.startTransmit(self.tap)
+                    self.tap.startTransmit(am)
+
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.logConfig.level = cfg.logConfig.consoleLevel = 1
+    cfg.medConfig.clockRate = cfg.medConfig.sndClockRate = RATE
+    cfg.medConfig.noVad = True
+    cfg.medConfig.ecTailLen = 0
+    ep.libInit(cfg)
+    ep.audDevManager().setNullDev()
+    tcfg = pj.TransportConfig()
+    tcfg.port, tcfg.boundAddress = 0, HOST
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+    ep.libStart()
+    acfg = pj.AccountConfig()
+    acfg.idUri = f"sip:probe@{HOST}"
+    acfg.mediaConfig.transportConfig.port = args.rtp_port
+    acc = pj.Account()
+    acc.create(acfg)
+    call = Call(acc)
+    call.makeCall(args.phone, pj.CallOpParam(True))
+    sent: list[float] = []
+    heard: list[float] = []
+    buf = np.zeros(RATE, np.int16)
+    onsets, stream, next_burst, started, pending = Onsets(), None, 0.0, 0.0, False
+    rng = random.Random(1)
+    while call.state != pj.PJSIP_INV_STATE_DISCONNECTED:
+        ep.libHandleEvents(2)
+        if call.tap is None:
+            continue
+        if stream is None:
+            stream = call.tap.getStream()
+            next_burst = time.monotonic() + 1.0
+        now = time.monotonic()
+        if now >= next_burst:  # a burst every 0.8-1.2 s; its send time is read once it plays
+            started = stream.getStats().speakStartedAt
+            stream.write(BURST)
+            next_burst, pending = next_burst + rng.uniform(0.8, 1.2), True
+        elif pending and started != (t := stream.getStats().speakStartedAt):
+            sent.append(t)
+            pending = False
+        n = stream.read(buf, 160, 0)
+        if n > 0:
+            onset = onsets.feed(buf[:n])
+            if onset is not None:  # the bridge delivers 20 ms frames: the onset's frame time
+                heard.append(stream.lastReadTime() + (onset // 160) * 0.02)
+    call.tap = None
+    del call
+    acc.shutdown()
+    ep.libDestroy()
+    print(json.dumps({"sent": sent, "heard": heard}), flush=True)
+
+
+# -- the orchestrator ----------------------------------------------------------------------------
+def free_udp(lo: int, hi: int, step: int = 1) -> int:
+    for port in range(lo, hi, step):
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 2))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError(f"no free UDP port in {lo}..{hi}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Server:
+    def __init__(self, cmd: list[str], log: Path) -> None:
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        self.ask("")  # the "ready" line
+
+    def ask(self, line: str) -> dict[str, Any]:
+        assert self.proc.stdin and self.proc.stdout
+        if line:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        while (out := self.proc.stdout.readline()) and not out.startswith(b"{"):
+            pass  # pjlib prints a few lines on stdout before its log settings apply
+        if not out:
+            raise RuntimeError(f"the engine process died (exit {self.proc.poll()}): see {self.log.name}")
+        return dict(json.loads(out))
+
+
+def pair(sent: list[float], heard: list[float], window: float = 0.5) -> list[float]:
+    """Latency of each sent burst: the first onset heard within ``window`` after it."""
+    out = []
+    for t in sent:
+        later = [h - t for h in heard if 0 <= h - t < window]
+        if later:
+            out.append(min(later))
+    return out
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    ms = sorted(v * 1000 for v in values)
+    return {"count": len(ms), "median_ms": round(statistics.median(ms), 1),
+            "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1), "max_ms": round(ms[-1], 1)}
+
+
+def window(pid: int, seconds: float) -> float:
+    """Cores used by ``pid`` over the next ``seconds``."""
+    c0, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from voice.audio import Audio, write_wav
+
+    work = Path(tempfile.mkdtemp(prefix="tap-bench-"))
+    (work / "rec").mkdir()
+    t = np.arange(int(RATE * 5)) / RATE  # a 5 s "voice": 300 Hz with a 3 Hz syllable rhythm
+    voice = 6000 * np.sin(2 * np.pi * 300 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))
+    length = int(3 * args.phase_s) + 60
+    write_wav(work / "load.wav", Audio(np.tile(voice.astype(np.int16), length // 5 + 1), RATE))
+    sip_port, sipp_port = free_udp(25000, 26000), free_udp(26000, 27000)
+    media_port = free_udp(6000, 9000, 4)
+    me = [sys.executable, str(Path(__file__).resolve())]
+    server = Server([*me, "--serve", "--sip-port", str(sip_port), "--rtp-port", "32000", "--calls",
+                     str(args.calls), "--chunk-ms", str(args.chunk_ms), "--wav", str(work / "load.wav"),
+                     *(["--speak"] if args.speak else []),
+                     *([] if args.no_record else ["--rec-dir", str(work / "rec")])], work / "engine.log")
+    children: list[subprocess.Popen[Any]] = [server.proc]
+    try:
+        probe = subprocess.Popen([*me, "--phone", f"sip:tap@{HOST}:{sip_port}", "--rtp-port", "42000"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        children.append(probe)
+        sipp = subprocess.Popen(
+            ["sipp", "-sf", str(SCENARIO), "-s", "tap", f"{HOST}:{sip_port}", "-i", HOST,
+             "-p", str(sipp_port), "-mp", str(media_port), "-rtp_echo",
+             "-m", str(args.calls - 1), "-l", str(args.calls - 1), "-r", "40", "-nostdin",
+             "-timeout", f"{length + 120}s", "-timeout_error"],
+            cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children.append(sipp)
+        deadline = time.monotonic() + 60
+        while (n := server.ask("status")["media"]) < args.calls:
+            if time.monotonic() > deadline or sipp.poll() is not None:
+                raise RuntimeError(f"only {n} of {args.calls} calls came up (SIPp exit {sipp.poll()})")
+            time.sleep(0.5)
+        print(f"{args.calls} calls up; measuring {args.phase_s:g} s windows: no taps, taps, no taps",
+              flush=True)
+        time.sleep(3)
+        pid = server.proc.pid
+        th0 = server.ask("threads")
+        base1 = window(pid, args.phase_s)
+        th1 = server.ask("threads")
+        server.ask("taps on")
+        time.sleep(2)
+        th2 = server.ask("threads")
+        tapped = window(pid, args.phase_s)
+        th3 = server.ask("threads")
+        res = server.ask("taps off")
+        time.sleep(2)
+        base2 = window(pid, args.phase_s)
+        server.ask("hangup")
+        sipp_rc = sipp.wait(60)
+        phone_out = json.loads(probe.communicate(timeout=30)[0].decode().strip().splitlines()[-1])
+        server.ask("quit")
+        server_rc = server.proc.wait(30)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        shutil.rmtree(work / "rec", ignore_errors=True)  # ~1 MB per call-minute
+
+    threads = {k: (round(th1.get(k, 0) - th0.get(k, 0), 2), round(th3.get(k, 0) - th2.get(k, 0), 2))
+               for k in th3 if th3.get(k, 0) - th2.get(k, 0) + th1.get(k, 0) - th0.get(k, 0) > 0.01}
+    base = (base1 + base2) / 2
+    extra = tapped - base
+    up = pair(phone_out["sent"], res["probe_heard"])
+    down = pair(res["probe_sent"], phone_out["heard"])
+    result = {
+        "calls": args.calls, "chunk_ms": args.chunk_ms, "phase_s": args.phase_s,
+        "load_taps_speak": args.speak, "load_calls_recorded": not args.no_record,
+        "cpu_cores": {"no_taps_before": round(base1, 4), "taps": round(tapped, 4),
+                      "no_taps_after": round(base2, 4)},
+        "extra_cpu_pct": round(100 * extra / base, 1),
+        "extra_cpu_ms_per_call_minute": round(1000 * extra * 60 / args.calls, 1),
+        "baseline_cpu_ms_per_call_minute": round(1000 * base * 60 / args.calls, 1),
+        "phone_to_tap_reader": summary(up), "tap_writer_to_phone": summary(down),
+        "reader_delivery_delay": summary(res["delays"]),
+        "dropped_samples": res["dropped"], "dropped_frames": res["frames_dropped"],
+        "sipp_exit": sipp_rc, "engine_exit": server_rc,
+        "thread_cpu_s_without_and_with_taps": threads,
+    }
+    out = BENCH / "results" / "tap.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    ok_cpu = result["extra_cpu_pct"] < 10
+    ok_up = up and statistics.median(up) < 0.06
+    ok_down = down and statistics.median(down) < 0.06
+    print(f"engine CPU, {args.calls} calls: {base1:.3f} cores without taps, {tapped:.3f} with a tap per call "
+          f"read from Python, {base2:.3f} without again")
+    print(f"extra CPU with taps: {result['extra_cpu_pct']} % "
+          f"({result['extra_cpu_ms_per_call_minute']} CPU-ms per call-minute on top of "
+          f"{result['baseline_cpu_ms_per_call_minute']})  target < 10 %: {'PASS' if ok_cpu else 'FAIL'}")
+    for name, key, ok in (("phone -> tap reader", "phone_to_tap_reader", ok_up),
+                          ("tap writer -> phone", "tap_writer_to_phone", ok_down)):
+        s = result[key]
+        print(f"{name}: median {s.get('median_ms')} ms, p95 {s.get('p95_ms')} ms, max {s.get('max_ms')} ms "
+              f"over {s['count']} bursts  target < 60 ms: {'PASS' if ok else 'FAIL'}")
+    d = result["reader_delivery_delay"]
+    print(f"reader delivery (bridge -> coroutine, all taps): median {d.get('median_ms')} ms, "
+          f"p95 {d.get('p95_ms')} ms; dropped: {res['dropped']} samples, {res['frames_dropped']} frames")
+    print("engine threads, CPU seconds per window (without taps, with taps):",
+          ", ".join(f"{k} {a}/{b}" for k, (a, b) in threads.items()))
+    print(f"SIPp exit {sipp_rc}, engine exit {server_rc}; results in {out.relative_to(ROOT)}")
+    return 0 if sipp_rc == 0 and server_rc == 0 else 1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--chunk-ms", type=int, default=40)
+    ap.add_argument("--phase-s", type=float, default=20.0)
+    ap.add_argument("--speak", action="store_true",
+                    help="also connect every load tap's speak side to its call (idle: nothing written)")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--phone", help=argparse.SUPPRESS)
+    ap.add_argument("--sip-port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--rtp-port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--no-record", action="store_true",
+                    help="do not record the load calls (the server records every caller by default)")
+    ap.add_argument("--wav", help=argparse.SUPPRESS)
+    ap.add_argument("--rec-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        asyncio.run(serve(args))
+        return 0
+    if args.phone:
+        phone(args)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,586 @@
+/*
+ * media_tap.cpp - the callcenter project's live-audio tap for pjsua2 (GPL-2.0-or-later).
+ * Design, threading and counters: see media_tap.hpp.
+ */
+#include "media_tap.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define THIS_FILE "media_tap.cpp"
+
+namespace callcenter
+{
+
+using pj::Error;
+using std::string;
+
+namespace
+{
+
+double monotonicNow()
+{
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+/* A bounded ring of samples addressed by absolute sample index (head/tail never wrap). */
+struct Ring
+{
+    std::vector<short> buf;
+    long long head = 0;     /* index of the next sample to be written */
+    long long tail = 0;     /* index of the oldest sample still buffered */
+
+    long long fill() const { return head - tail; }
+
+    /* Append n samples, dropping the oldest ones if needed; returns how many were dropped. */
+    long long push(const short *src, size_t n)
+    {
+        const long long cap = (long long)buf.size();
+        long long dropped = 0;
+        if ((long long)n > cap) {
+            /* Keep only the newest cap samples of this write. */
+            const long long skip = (long long)n - cap;
+            dropped = fill() + skip;
+            head += skip;
+            tail = head;
+            src += skip;
+            n = (size_t)cap;
+        } else {
+            const long long over = fill() + (long long)n - cap;
+            if (over > 0) {
+                tail += over;
+                dropped = over;
+            }
+        }
+        size_t at = (size_t)(head % cap);
+        size_t first = std::min(n, (size_t)cap - at);
+        std::memcpy(&buf[at], src, first * sizeof(short));
+        if (n > first)
+            std::memcpy(&buf[0], src + first, (n - first) * sizeof(short));
+        head += (long long)n;
+        return dropped;
+    }
+
+    /* Remove n <= fill() samples into dst. */
+    void pop(short *dst, size_t n)
+    {
+        const long long cap = (long long)buf.size();
+        size_t at = (size_t)(tail % cap);
+        size_t first = std::min(n, (size_t)cap - at);
+        std::memcpy(dst, &buf[at], first * sizeof(short));
+        if (n > first)
+            std::memcpy(dst + first, &buf[0], (n - first) * sizeof(short));
+        tail += (long long)n;
+    }
+};
+
+} // namespace
+
+struct TapHubState
+{
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<int> ready;
+    bool woken = false;
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+    ~TapHubState()
+    {
+        if (efd >= 0)
+            ::close(efd);
+    }
+
+    void signal()
+    {
+        if (efd >= 0) {
+            eventfd_t one = 1;
+            ssize_t r = ::write(efd, &one, sizeof(one));  /* only fails if 2^64 are pending */
+            (void)r;
+        }
+    }
+
+    void post(int key)
+    {
+        bool first;
+        {
+            std::lock_guard<std::mutex> lk(mu);
+            first = ready.empty();
+            ready.push_back(key);
+        }
+        /* Only the first key wakes the waiter: the others of a tick join it without a
+         * futex call each (a gathering waiter sleeps on `woken` alone). */
+        if (first) {
+            cv.notify_one();
+            signal();
+        }
+    }
+};
+
+/* Everything below is guarded by mu, which is only ever held for a memcpy and counters. */
+struct TapState
+{
+    std::mutex mu;
+    std::condition_variable cv;     /* blocking read() waits here */
+    unsigned rate = 0;
+    unsigned spf = 0;               /* samples per frame of the port */
+    Ring listen;                    /* put_frame -> application */
+    Ring speak;                     /* application -> get_frame */
+    double lastPutTime = 0;         /* monotonic time of the newest put_frame */
+    bool closed = false;
+    bool speaking = false;          /* a written stream is playing */
+    bool ending = false;            /* ...and endWrite() was called */
+    bool playing = false;           /* the bridge is taking written samples */
+    double speakStartedAt = 0;      /* when it took the first one of this stream */
+    int waiters = 0;                /* threads blocked in read() */
+
+    long long listenRead = 0, listenDropped = 0, listenOverflows = 0;
+    long long speakWritten = 0, speakPlayed = 0, speakDropped = 0, speakOverflows = 0;
+    long long speakFlushed = 0, speakUnderflows = 0, speakSilence = 0;
+
+    std::shared_ptr<TapHubState> hub;
+    int key = 0;
+    long long hubChunk = 1;
+    bool posted = false;            /* key is in the hub's ready list and not yet read */
+
+    long long lastReadPos = 0;
+    double lastReadTime = 0;
+
+    /* With mu held: should the hub hear about this stream now? */
+    bool shouldPost()
+    {
+        if (!hub || posted || (listen.fill() < hubChunk && !closed))
+            return false;
+        posted = true;
+        return true;
+    }
+};
+
+/* ---- the pjmedia port: media clock thread ------------------------------------------- */
+
+static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
+{
+    TapState *st = static_cast<TapState *>(port->port_data.pdata);
+    if (frame->type != PJMEDIA_FRAME_TYPE_AUDIO || frame->buf == NULL || frame->size < 2)
+        return PJ_SUCCESS;
+    const size_t n = frame->size / sizeof(short);
+    const double now = monotonicNow();
+    std::shared_ptr<TapHubState> hub;
+    int key = 0;
+    bool wake;
+    {
+        std::lock_guard<std::mutex> lk(st->mu);
+        if (st->closed)
+            return PJ_SUCCESS;
+        long long dropped = st->listen.push(static_cast<const short *>(frame->buf), n);
+        if (dropped) {
+            st->listenDropped += dropped;
+            st->listenOverflows++;
+        }
+        st->lastPutTime = now;
+        wake = st->waiters > 0;
+        if (st->shouldPost()) {
+            hub = st->hub;
+            key = st->key;
+        }
+    }
+    if (wake)
+        st->cv.notify_all();
+    if (hub)
+        hub->post(key);
+    return PJ_SUCCESS;
+}
+
+static pj_status_t tap_get_frame(pjmedia_port *port, pjmedia_frame *frame)
+{
+    TapState *st = static_cast<TapState *>(port->port_data.pdata);
+    const size_t need = frame->size / sizeof(short);
+    std::lock_guard<std::mutex> lk(st->mu);
+    const long long avail = st->speak.fill();
+    if (need == 0 || frame->buf == NULL || (avail == 0 && !st->speaking) || st->closed) {
+        frame->type = PJMEDIA_FRAME_TYPE_NONE;
+        frame->size = 0;
+        return PJ_SUCCESS;
+    }
+    const size_t n = (size_t)std::min<long long>(avail, (long long)need);
+    short *out = static_cast<short *>(frame->buf);
+    st->speak.pop(out, n);
+    st->speakPlayed += (long long)n;
+    if (n > 0 && !st->playing) {
+        st->playing = true;
+        st->speakStartedAt = monotonicNow();
+    }
+    if (n < need) {
+        st->playing = false;
+        std::memset(out + n, 0, (need - n) * sizeof(short));
+        if (!st->ending) {
+            st->speakUnderflows++;
+            st->speakSilence += (long long)(need - n);
+        }
+        st->speaking = false;
+        st->ending = false;
+    }
+    frame->type = PJMEDIA_FRAME_TYPE_AUDIO;
+    frame->size = need * sizeof(short);
+    return PJ_SUCCESS;
+}
+
+/* ---- MediaTapStats / MediaTapHub ---------------------------------------------------- */
+
+MediaTapStats::MediaTapStats()
+: clockRate(0), listenSamples(0), listenRead(0), listenDropped(0), listenOverflows(0),
+  listenBuffered(0), speakWritten(0), speakPlayed(0), speakDropped(0), speakOverflows(0),
+  speakFlushed(0), speakUnderflows(0), speakSilence(0), speakBuffered(0), speakStartedAt(0),
+  closed(false)
+{
+}
+
+MediaTapHub::MediaTapHub() : state(std::make_shared<TapHubState>())
+{
+}
+
+MediaTapHub::~MediaTapHub()
+{
+}
+
+std::vector<int> MediaTapHub::wait(int timeoutMs, int gatherMs)
+{
+    std::vector<int> out;
+    TapHubState *h = state.get();
+    std::unique_lock<std::mutex> lk(h->mu);
+    auto ready = [h] { return !h->ready.empty() || h->woken; };
+    if (timeoutMs < 0)
+        h->cv.wait(lk, ready);
+    else if (timeoutMs > 0)
+        h->cv.wait_for(lk, std::chrono::milliseconds(timeoutMs), ready);
+    if (gatherMs > 0 && !h->ready.empty() && !h->woken) {
+        auto woken = [h] { return h->woken; };
+        h->cv.wait_for(lk, std::chrono::milliseconds(gatherMs), woken);
+    }
+    out.swap(h->ready);
+    h->woken = false;
+    return out;
+}
+
+void MediaTapHub::wake()
+{
+    {
+        std::lock_guard<std::mutex> lk(state->mu);
+        state->woken = true;
+    }
+    state->cv.notify_all();
+    state->signal();
+}
+
+int MediaTapHub::fileno() const
+{
+    return state->efd;
+}
+
+/* ---- MediaTapStream: any thread ----------------------------------------------------- */
+
+MediaTapStream::MediaTapStream()
+{
+}
+
+MediaTapStream::~MediaTapStream()
+{
+}
+
+int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
+{
+    TapState *st = state.get();
+    if (!st)
+        return -1;
+    if (!pcmOut || outSamples == 0)
+        return 0;
+    const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
+                            ? (long long)outSamples : (long long)chunkSamples;
+    std::shared_ptr<TapHubState> hub;
+    int key = 0;
+    int got;
+    {
+        std::unique_lock<std::mutex> lk(st->mu);
+        if (st->listen.fill() < chunk && !st->closed && timeoutMs != 0) {
+            auto ready = [st, chunk] { return st->listen.fill() >= chunk || st->closed; };
+            st->waiters++;
+            if (timeoutMs < 0)
+                st->cv.wait(lk, ready);
+            else
+                st->cv.wait_for(lk, std::chrono::milliseconds(timeoutMs), ready);
+            st->waiters--;
+        }
+        const long long fill = st->listen.fill();
+        long long n = 0;
+        if (fill >= chunk)
+            n = std::min(fill, (long long)outSamples) / chunk * chunk;
+        else if (st->closed)
+            n = fill;   /* the tail of a closed tap: may be shorter than a chunk */
+        if (n == 0 && st->closed) {
+            got = -1;
+        } else {
+            if (n > 0) {
+                /* The frame holding sample k arrived ((head-1-k) / spf) frames before the
+                 * newest one, and the bridge delivers one frame every spf / rate seconds. */
+                const long long back = (st->listen.head - 1 - st->listen.tail) / st->spf;
+                st->lastReadPos = st->listen.tail;
+                st->lastReadTime = st->lastPutTime - (double)(back * st->spf) / st->rate;
+                st->listen.pop(pcmOut, (size_t)n);
+                st->listenRead += n;
+            }
+            got = (int)n;
+        }
+        st->posted = false;
+        if (st->shouldPost()) {
+            hub = st->hub;
+            key = st->key;
+        }
+    }
+    if (hub)
+        hub->post(key);
+    return got;
+}
+
+int MediaTapStream::readNow(short *pcmOut, size_t outSamples, double *stampOut,
+                            size_t stampCount, unsigned chunkSamples)
+{
+    int n = read(pcmOut, outSamples, chunkSamples, 0);
+    if (n > 0 && stampOut && stampCount >= 2) {
+        std::lock_guard<std::mutex> lk(state->mu);
+        stampOut[0] = (double)state->lastReadPos;
+        stampOut[1] = state->lastReadTime;
+    }
+    return n;
+}
+
+long long MediaTapStream::lastReadPosition() const
+{
+    if (!state)
+        return 0;
+    std::lock_guard<std::mutex> lk(state->mu);
+    return state->lastReadPos;
+}
+
+double MediaTapStream::lastReadTime() const
+{
+    if (!state)
+        return 0;
+    std::lock_guard<std::mutex> lk(state->mu);
+    return state->lastReadTime;
+}
+
+int MediaTapStream::write(const short *pcmIn, size_t inSamples)
+{
+    TapState *st = state.get();
+    if (!st)
+        return -1;
+    std::lock_guard<std::mutex> lk(st->mu);
+    if (st->closed)
+        return -1;
+    if (!pcmIn || inSamples == 0)
+        return 0;
+    long long dropped = st->speak.push(pcmIn, inSamples);
+    if (dropped) {
+        st->speakDropped += dropped;
+        st->speakOverflows++;
+    }
+    st->speakWritten += (long long)inSamples;
+    st->speaking = true;
+    st->ending = false;
+    return (int)inSamples;
+}
+
+void MediaTapStream::endWrite()
+{
+    if (!state)
+        return;
+    std::lock_guard<std::mutex> lk(state->mu);
+    if (state->speaking)
+        state->ending = true;
+}
+
+long long MediaTapStream::flushSpeak()
+{
+    if (!state)
+        return 0;
+    std::lock_guard<std::mutex> lk(state->mu);
+    const long long n = state->speak.fill();
+    state->speak.tail = state->speak.head;
+    state->speakFlushed += n;
+    state->speaking = false;
+    state->playing = false;
+    state->ending = false;
+    return n;
+}
+
+long long MediaTapStream::speakBuffered() const
+{
+    if (!state)
+        return 0;
+    std::lock_guard<std::mutex> lk(state->mu);
+    return state->speak.fill();
+}
+
+long long MediaTapStream::listenBuffered() const
+{
+    if (!state)
+        return 0;
+    std::lock_guard<std::mutex> lk(state->mu);
+    return state->listen.fill();
+}
+
+void MediaTapStream::setHub(const MediaTapHub &hub, int key, unsigned chunkSamples)
+{
+    TapState *st = state.get();
+    if (!st)
+        return;
+    bool post;
+    {
+        std::lock_guard<std::mutex> lk(st->mu);
+        st->hub = hub.state;
+        st->key = key;
+        st->hubChunk = chunkSamples ? chunkSamples : 1;
+        st->posted = false;
+        post = st->shouldPost();
+    }
+    if (post)
+        hub.state->post(key);
+}
+
+MediaTapStats MediaTapStream::getStats() const
+{
+    MediaTapStats s;
+    TapState *st = state.get();
+    if (!st) {
+        s.closed = true;
+        return s;
+    }
+    std::lock_guard<std::mutex> lk(st->mu);
+    s.clockRate = st->rate;
+    s.listenSamples = st->listen.head;
+    s.listenRead = st->listenRead;
+    s.listenDropped = st->listenDropped;
+    s.listenOverflows = st->listenOverflows;
+    s.listenBuffered = st->listen.fill();
+    s.speakWritten = st->speakWritten;
+    s.speakPlayed = st->speakPlayed;
+    s.speakDropped = st->speakDropped;
+    s.speakOverflows = st->speakOverflows;
+    s.speakFlushed = st->speakFlushed;
+    s.speakUnderflows = st->speakUnderflows;
+    s.speakSilence = st->speakSilence;
+    s.speakBuffered = st->speak.fill();
+    s.speakStartedAt = st->speakStartedAt;
+    s.closed = st->closed;
+    return s;
+}
+
+unsigned MediaTapStream::getClockRate() const
+{
+    return state ? state->rate : 0;
+}
+
+bool MediaTapStream::isClosed() const
+{
+    if (!state)
+        return true;
+    std::lock_guard<std::mutex> lk(state->mu);
+    return state->closed;
+}
+
+/* ---- MediaTap: engine thread -------------------------------------------------------- */
+
+MediaTap::MediaTap() : pool(NULL), port(NULL)
+{
+}
+
+MediaTap::~MediaTap()
+{
+    close();
+}
+
+void MediaTap::createTap(unsigned clockRate, unsigned frameMs, unsigned bufferMs)
+    PJSUA2_THROW(pj::Error)
+{
+    if (port != NULL || state)
+        PJSUA2_RAISE_ERROR2(PJ_EEXISTS, "MediaTap::createTap()");
+    if (clockRate < 8000 || clockRate > 192000 || frameMs == 0 || frameMs > 200)
+        PJSUA2_RAISE_ERROR2(PJ_EINVAL, "MediaTap::createTap()");
+
+    std::shared_ptr<TapState> st = std::make_shared<TapState>();
+    st->rate = clockRate;
+    st->spf = clockRate * frameMs / 1000;
+    size_t cap = (size_t)clockRate * bufferMs / 1000;
+    cap = std::max(cap, (size_t)st->spf * 2);
+    st->listen.buf.assign(cap, 0);
+    st->speak.buf.assign(cap, 0);
+
+    pool = pjsua_pool_create("mediatap", 512, 512);
+    if (!pool)
+        PJSUA2_RAISE_ERROR2(PJ_ENOMEM, "MediaTap::createTap()");
+    port = PJ_POOL_ZALLOC_T(pool, pjmedia_port);
+    pj_str_t name = pj_str(const_cast<char *>("tap"));
+    pjmedia_port_info_init(&port->info, &name, PJMEDIA_SIG_CLASS_APP('C', 'T', 'P'),
+                           clockRate, 1, 16, st->spf);
+    port->port_data.pdata = st.get();
+    port->put_frame = &tap_put_frame;
+    port->get_frame = &tap_get_frame;
+    try {
+        registerMediaPort2(port, pool);
+    } catch (...) {
+        pj_pool_release(pool);
+        pool = NULL;
+        port = NULL;
+        throw;
+    }
+    state = st;
+}
+
+MediaTapStream MediaTap::getStream() const PJSUA2_THROW(pj::Error)
+{
+    if (!state)
+        PJSUA2_RAISE_ERROR2(PJ_EINVALIDOP, "MediaTap::getStream()");
+    MediaTapStream s;
+    s.state = state;
+    return s;
+}
+
+void MediaTap::close()
+{
+    if (port != NULL) {
+        /* After libDestroy there is no bridge left to leave (and no pool factory). */
+        if (pjsua_get_state() != PJSUA_STATE_NULL) {
+            unregisterMediaPort();  /* synchronous: no put/get_frame after this */
+            pj_pool_release(pool);
+        }
+        pool = NULL;
+        port = NULL;
+    }
+    if (!state)
+        return;
+    std::shared_ptr<TapHubState> hub;
+    int key = 0;
+    {
+        std::lock_guard<std::mutex> lk(state->mu);
+        if (state->closed)
+            return;
+        state->closed = true;
+        state->speaking = false;
+        state->posted = false;
+        if (state->shouldPost()) {
+            hub = state->hub;
+            key = state->key;
+        }
+    }
+    state->cv.notify_all();
+    if (hub)
+        hub->post(key);
+}
+
+} // namespace callcenter

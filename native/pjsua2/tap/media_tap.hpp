@@ -1,0 +1,236 @@
+/*
+ * media_tap.hpp - the callcenter project's live-audio tap for pjsua2 (GPL-2.0-or-later).
+ *
+ * WHAT IT IS
+ *   MediaTap is an AudioMedia subclass that registers a pjmedia_port of its own with the
+ *   conference bridge (the way AudioMediaPlayer/Recorder do, via registerMediaPort2). The
+ *   port has two bounded rings of 16-bit mono PCM at the bridge's clock rate:
+ *
+ *     listen ring  <- put_frame: what the bridge delivers to the port. Connect a call to the
+ *                     tap (call.startTransmit(tap)) and this is what the call SAYS.
+ *     speak ring   -> get_frame: what the bridge asks the port for. Connect the tap to a call
+ *                     (tap.startTransmit(call)) and this is what the call HEARS.
+ *
+ *   The application reads and writes PCM in chunks (20-200 ms) through MediaTapStream.
+ *
+ * THREADING
+ *   - MediaTap (create, startTransmit, close, destroy) belongs to the pjsua2 engine thread,
+ *     like every other pjsua2 object. Its destructor removes the port from the bridge
+ *     (synchronous in pjproject 2.12: once it returns the media clock never calls us again).
+ *   - put_frame / get_frame run on the media clock thread. Each takes the ring's own
+ *     std::mutex, which every other holder keeps only for a memcpy and a few counters:
+ *     nothing holds it while waiting, allocating or calling into Python, so the media clock
+ *     never waits on the application. No pjlib call is made on the application's side.
+ *   - MediaTapStream is a handle on the rings that is safe on ANY thread, including threads
+ *     pjlib does not know, and may outlive the MediaTap (reads then drain what is left and
+ *     report the end). Its copies share one state (std::shared_ptr). One reader and one
+ *     writer at a time per tap are expected (the read position bookkeeping is per tap).
+ *   - The SWIG binding is built with -threads: the GIL is released around the calls that may
+ *     block (read() with a timeout, MediaTapHub::wait(), and MediaTap's bridge operations),
+ *     so a blocking read on a worker thread does not stall Python. media_tap.i keeps the GIL
+ *     for the non-blocking ones (a memcpy under the ring's mutex): no GIL hand-off per call.
+ *   - MediaTapHub lets one thread serve many taps: a stream attached to a hub posts its key
+ *     to the hub when at least one read chunk is buffered (once, until it is read) and when
+ *     it closes; hub.wait() returns the keys that are ready. Only the first key posted to an
+ *     empty list wakes anybody (a condition variable for wait(), an eventfd for an event
+ *     loop), so a bridge tick that readies many taps costs one wake-up, not one per tap.
+ *
+ * OVERFLOW AND UNDERFLOW
+ *   - Listen ring full (nobody reads): the oldest samples are dropped to make room for the
+ *     new frame; listenDropped counts samples, listenOverflows counts frames that dropped.
+ *     Read positions are absolute sample indexes, so a reader sees the gap.
+ *   - Speak ring full (a writer ahead of real time): the oldest unplayed samples are dropped;
+ *     speakDropped / speakOverflows count them.
+ *   - Speak ring short when the bridge asks: the missing samples are played as silence. An
+ *     underflow is counted when a stream that was being written runs dry without endWrite():
+ *     speakUnderflows counts such gaps, speakSilence the silence samples played in them. An
+ *     idle speak ring (never written, or drained after endWrite) gives the bridge no frame
+ *     at all (PJMEDIA_FRAME_TYPE_NONE) and counts nothing.
+ *
+ * TIMESTAMPS
+ *   Samples are numbered from 0 in each ring. After a read, lastReadPosition() is the index
+ *   of its first sample and lastReadTime() the CLOCK_MONOTONIC time (seconds, the clock of
+ *   Python's time.monotonic()) at which the bridge delivered that sample, estimated as
+ *   (time of the newest put_frame) - (samples buffered after it) / clockRate.
+ */
+#ifndef CALLCENTER_MEDIA_TAP_HPP
+#define CALLCENTER_MEDIA_TAP_HPP
+
+#include <pjsua2.hpp>
+
+#include <memory>
+#include <vector>
+
+namespace callcenter
+{
+
+struct TapState;
+struct TapHubState;
+
+/** A snapshot of a tap's counters (samples unless the name says otherwise). */
+struct MediaTapStats
+{
+    unsigned clockRate;         /**< samples per second of both rings */
+    long long listenSamples;    /**< samples the bridge delivered (what the call said) */
+    long long listenRead;       /**< samples the application read */
+    long long listenDropped;    /**< samples dropped because the listen ring was full */
+    long long listenOverflows;  /**< frames that had to drop older samples */
+    long long listenBuffered;   /**< samples waiting to be read */
+    long long speakWritten;     /**< samples the application wrote */
+    long long speakPlayed;      /**< samples the bridge took (what the call heard) */
+    long long speakDropped;     /**< samples dropped because the speak ring was full */
+    long long speakOverflows;   /**< writes that had to drop older samples */
+    long long speakFlushed;     /**< samples discarded by flushSpeak() */
+    long long speakUnderflows;  /**< times a written stream ran dry before endWrite() */
+    long long speakSilence;     /**< silence samples played inside those gaps */
+    long long speakBuffered;    /**< samples waiting to be played */
+    double speakStartedAt;      /**< monotonic time the bridge took the first sample of the
+                                     latest written stream (after the ring was idle), or 0 */
+    bool closed;                /**< the port is gone from the bridge */
+
+    MediaTapStats();
+};
+
+/** Waits for many taps at once: see the header comment. Safe on any thread. */
+class MediaTapHub
+{
+public:
+    MediaTapHub();
+    ~MediaTapHub();
+
+    /**
+     * Block up to timeoutMs (0: do not block, negative: no limit) until a stream attached to
+     * this hub has a chunk ready or has closed, and return the keys of those streams (the
+     * list is emptied; a key may appear twice). Returns an empty list on timeout or after
+     * wake(). With gatherMs > 0, once a first key is there, keep gathering for gatherMs more:
+     * the bridge feeds every port within one clock tick, so a wait of a millisecond or two
+     * collects every tap of that tick in one wake-up instead of one wake-up per tap.
+     */
+    std::vector<int> wait(int timeoutMs, int gatherMs = 0);
+
+    /** Make the current (or next) wait() return at once. */
+    void wake();
+
+    /**
+     * A file descriptor (Linux eventfd) that becomes readable when a first key is posted to
+     * an empty ready list or wake() is called: an event loop can watch it (asyncio's
+     * add_reader), drain it (read 8 bytes) and call wait(0) instead of blocking a thread.
+     * Owned by the hub; -1 if it could not be created.
+     */
+    int fileno() const;
+
+private:
+    friend class MediaTapStream;
+    std::shared_ptr<TapHubState> state;
+};
+
+/** The application's handle on a tap's rings. Safe on any thread; may outlive the tap. */
+class MediaTapStream
+{
+public:
+    MediaTapStream();
+    ~MediaTapStream();
+
+    /**
+     * Copy buffered listen samples into pcmOut (16-bit PCM, native byte order), in whole
+     * chunks of chunkSamples, as many as it holds (outSamples; chunkSamples 0 or more than
+     * outSamples means one chunk of outSamples). Blocks up to timeoutMs (0: no wait,
+     * negative: no limit) until at least one chunk is buffered. Returns the number of samples
+     * copied: 0 on timeout, -1 once the tap is closed and drained; the last read of a closed
+     * tap may return fewer samples than a chunk.
+     */
+    int read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs);
+
+    /**
+     * read() that never blocks, for a thread or event loop that serves many taps, and that
+     * also stores lastReadPosition() and lastReadTime() in stampOut[0] and stampOut[1] when
+     * stampCount >= 2 (one call per tap and pass). The binding keeps the GIL during this call
+     * (as for every non-blocking method here): it only takes the ring's mutex for a memcpy,
+     * and releasing and re-taking the GIL would cost more than that.
+     */
+    int readNow(short *pcmOut, size_t outSamples, double *stampOut, size_t stampCount,
+                unsigned chunkSamples);
+
+    /** Index of the first sample of the last read() that copied anything. */
+    long long lastReadPosition() const;
+
+    /** Monotonic time (seconds) at which the bridge delivered that sample. */
+    double lastReadTime() const;
+
+    /**
+     * Queue samples for the call to hear. Never blocks: if the speak ring overflows, the
+     * oldest unplayed samples are dropped and counted. Returns the samples queued, or -1 if
+     * the tap is closed.
+     */
+    int write(const short *pcmIn, size_t inSamples);
+
+    /** The written stream is complete: running dry after this is not an underflow. */
+    void endWrite();
+
+    /** Discard the samples not yet played (e.g. the caller barged in); returns how many. */
+    long long flushSpeak();
+
+    /** Samples waiting in the speak ring (for pacing a writer). */
+    long long speakBuffered() const;
+
+    /** Samples waiting in the listen ring. */
+    long long listenBuffered() const;
+
+    /**
+     * Post this stream's key to hub whenever at least chunkSamples are buffered for reading
+     * (and when the tap closes). Replaces any earlier hub.
+     */
+    void setHub(const MediaTapHub &hub, int key, unsigned chunkSamples);
+
+    /** Counters and fill levels. */
+    MediaTapStats getStats() const;
+
+    /** Samples per second of the rings (0 before the tap is created). */
+    unsigned getClockRate() const;
+
+    /** True once the port has left the bridge. */
+    bool isClosed() const;
+
+private:
+    friend class MediaTap;
+    std::shared_ptr<TapState> state;
+};
+
+/** The conference-bridge side of a tap. Engine thread only (see the header comment). */
+class MediaTap : public pj::AudioMedia
+{
+public:
+    MediaTap();
+    virtual ~MediaTap();
+
+    /**
+     * Create the port and add it to the conference bridge.
+     *
+     * @param clockRate  the bridge's clock rate (the endpoint's medConfig.clockRate)
+     * @param frameMs    samples per frame of the port, in ms (the bridge's ptime, 20)
+     * @param bufferMs   capacity of each ring, in ms (at least 2 frames)
+     */
+    void createTap(unsigned clockRate, unsigned frameMs = 20, unsigned bufferMs = 2000)
+        PJSUA2_THROW(pj::Error);
+
+    /** A handle on this tap's rings (raises if the tap was not created). */
+    MediaTapStream getStream() const PJSUA2_THROW(pj::Error);
+
+    /**
+     * Remove the port from the bridge now (the destructor does it otherwise). Streams keep
+     * what is buffered and report the end once it is read. Idempotent.
+     */
+    void close();
+
+private:
+    pj_pool_t *pool;
+    pjmedia_port *port;
+    std::shared_ptr<TapState> state;
+
+    MediaTap(const MediaTap &);
+    MediaTap &operator=(const MediaTap &);
+};
+
+} // namespace callcenter
+
+#endif

@@ -1,0 +1,307 @@
+"""Live call audio in Python: asyncio readers and writers over the engine's media taps.
+
+A tap is the project's own pjmedia port (``pjsua2.MediaTap``, native/pjsua2/tap/) on the
+conference bridge, connected to one call: it keeps what the call says in one bounded ring and
+plays what the application writes into another. This module is its asyncio face::
+
+    tap = await engine.open_tap(call, chunk_ms=40)
+    async for frame in tap:            # TapFrame: 40 ms of int16 PCM, position, time
+        ...
+    await tap.write(pcm)               # the caller hears it (paced to real time)
+    await tap.close()                  # or it closes when the call ends / the engine stops
+
+Threads: the ``MediaTap`` itself lives on the engine thread (created, connected and destroyed
+there). Its rings are read on the event loop by one ``TapPump`` per engine: a native
+``MediaTapHub`` signals an eventfd when a first tap has a whole chunk buffered (one signal per
+bridge tick, not per tap), and the pump reads every ready tap in one pass, ~2 ms later, with
+non-blocking memcpys. No thread hand-off and no asyncio call per frame. The media clock never
+waits on Python: the native rings are bounded, drop their oldest audio when full and play
+silence when empty, counting both (``Tap.stats()``). A consumer that stops reading only loses
+its own oldest frames (``TapStats.frames_dropped``); other calls are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import pjsua2 as pj
+
+from .audio import Pcm
+from .exceptions import EngineStopped, TapError
+
+log = logging.getLogger("voice.tap")
+
+_MAX_READ = 16000  # samples per read call: 2 s at 8 kHz
+_GATHER_S = 0.002  # after a first tap is ready, gather the rest of the bridge's tick (one pass)
+
+
+class TapFrame(NamedTuple):
+    """A chunk of what the call says, as the conference bridge delivered it to the tap."""
+
+    pcm: Pcm  # int16 mono samples at ``rate`` (read-only use: frames may share one array)
+    rate: int
+    position: int  # index of the first sample since the tap opened (a jump = audio dropped)
+    time: float  # time.monotonic() at which the bridge delivered the first sample
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / self.rate
+
+    @property
+    def end_position(self) -> int:
+        return self.position + len(self.pcm)
+
+
+@dataclass(frozen=True, slots=True)
+class TapStats:
+    """Counters of one tap, in samples unless named otherwise (see media_tap.hpp)."""
+
+    rate: int
+    heard: int  # samples the bridge delivered (what the call said)
+    read: int  # ...that the pump read
+    dropped: int  # ...dropped because the native listen ring was full
+    overflows: int  # bridge frames that had to drop older samples
+    buffered: int  # samples waiting in the native listen ring
+    frames_dropped: int  # frames dropped because the Python reader fell behind
+    written: int  # samples the application wrote (for the call to hear)
+    played: int  # ...that the bridge took
+    write_dropped: int  # ...dropped because the speak ring was full
+    write_overflows: int  # writes that had to drop older samples
+    flushed: int  # samples discarded by flush()
+    underflows: int  # times a written stream ran dry before end_write()
+    silence: int  # silence samples played inside those gaps
+    write_buffered: int  # samples waiting to be played
+    write_started_at: float  # time.monotonic() the call began to hear the latest written stream
+    closed: bool
+
+
+class Tap:
+    """One live-audio tap on one call. Created by ``Engine.open_tap``; use on the event loop.
+
+    Iterate it (``async for frame in tap``) or ``await tap.read()`` to hear the call; ``write``
+    to speak into it. Iteration ends once the tap is closed and everything buffered is read.
+    """
+
+    def __init__(
+        self,
+        tap_id: int,
+        call: int,
+        stream: Any,
+        chunk_ms: int,
+        max_pending_s: float,
+        closer: Callable[[int], Awaitable[bool]],
+        speaks: bool = True,
+    ) -> None:
+        self.id = tap_id
+        self.call = call
+        self.speaks = speaks  # connected to the call's ear: writes are heard
+        self.rate: int = stream.getClockRate()
+        self.chunk_samples = max(1, self.rate * chunk_ms // 1000)
+        self._stream = stream  # pjsua2.MediaTapStream: safe on any thread, outlives the tap
+        self._closer = closer
+        self._frames: collections.deque[TapFrame] = collections.deque()
+        self._max_frames = max(1, int(max_pending_s * self.rate / self.chunk_samples))
+        self._frames_dropped = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._ended = False
+        self._ended_evt = asyncio.Event()
+
+    # -- hearing the call -----------------------------------------------------------------------
+    def __aiter__(self) -> Tap:
+        return self
+
+    async def __anext__(self) -> TapFrame:
+        frame = await self.read()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+    async def read(self) -> TapFrame | None:
+        """The next chunk of what the call says; None once the tap is closed and drained."""
+        while not self._frames:
+            if self._ended:
+                return None
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._frames.popleft()
+
+    def read_nowait(self) -> list[TapFrame]:
+        """Every frame already delivered (possibly none), oldest first."""
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
+    # -- speaking into the call -----------------------------------------------------------------
+    def write_nowait(self, pcm: Pcm | bytes) -> int:
+        """Queue int16 PCM at ``rate`` for the call to hear, without waiting.
+
+        If more than the native ring holds is queued, the oldest unplayed audio is dropped (and
+        counted). Returns the samples queued, 0 if the tap is closed.
+        """
+        if not self.speaks:
+            raise TapError(f"tap {self.id} was opened with speak=False: nobody would hear this")
+        data = np.ascontiguousarray(pcm, dtype=np.int16) if not isinstance(pcm, bytes) else pcm
+        return max(0, int(self._stream.write(data)))
+
+    async def write(self, pcm: Pcm | bytes, lead_s: float = 0.1) -> int:
+        """Queue PCM paced to real time: wait while more than ``lead_s`` is still unplayed.
+
+        Long audio is fed in chunks, so it never overflows the ring. Returns the samples queued
+        (fewer if the tap closed meanwhile).
+        """
+        samples = np.frombuffer(pcm, dtype=np.int16) if isinstance(pcm, bytes) else pcm
+        lead = max(self.chunk_samples, int(lead_s * self.rate))
+        step = max(lead, self.chunk_samples)
+        queued = 0
+        for start in range(0, len(samples), step):
+            ahead = int(self._stream.speakBuffered())
+            if ahead > lead:  # the ring drains at exactly `rate` samples per second
+                await asyncio.sleep((ahead - lead) / self.rate)
+            n = self.write_nowait(samples[start : start + step])
+            if n == 0:
+                break
+            queued += n
+        return queued
+
+    def end_write(self) -> None:
+        """The written audio is complete: silence after it is not counted as an underflow."""
+        self._stream.endWrite()
+
+    def flush(self) -> int:
+        """Drop the audio written but not yet played (barge-in); returns the samples dropped."""
+        return int(self._stream.flushSpeak())
+
+    # -- life cycle -----------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once the tap has left the bridge and every frame was delivered to this object."""
+        return self._ended
+
+    async def wait_closed(self) -> None:
+        await self._ended_evt.wait()
+
+    async def close(self) -> None:
+        """Detach the tap from its call (the call goes on). Frames already read stay readable."""
+        if not self._ended:
+            with contextlib.suppress(EngineStopped):  # stopping: Engine.stop() ends every tap
+                await self._closer(self.id)
+            await self._ended_evt.wait()
+
+    def stats(self) -> TapStats:
+        s = self._stream.getStats()
+        return TapStats(
+            rate=s.clockRate,
+            heard=s.listenSamples,
+            read=s.listenRead,
+            dropped=s.listenDropped,
+            overflows=s.listenOverflows,
+            buffered=s.listenBuffered,
+            frames_dropped=self._frames_dropped,
+            written=s.speakWritten,
+            played=s.speakPlayed,
+            write_dropped=s.speakDropped,
+            write_overflows=s.speakOverflows,
+            flushed=s.speakFlushed,
+            underflows=s.speakUnderflows,
+            silence=s.speakSilence,
+            write_buffered=s.speakBuffered,
+            write_started_at=s.speakStartedAt,
+            closed=bool(s.closed),
+        )
+
+    # -- called by the pump, on the event loop --------------------------------------------------
+    def _deliver(self, frames: list[TapFrame], ended: bool) -> None:
+        self._frames.extend(frames)
+        excess = len(self._frames) - self._max_frames
+        for _ in range(excess):  # the consumer fell behind: drop its oldest frames
+            self._frames.popleft()
+            self._frames_dropped += 1
+        if ended:
+            self._ended = True
+            self._ended_evt.set()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class TapPump:
+    """Moves audio from every native tap of an engine to its readers, on the event loop.
+
+    No thread: the native hub's eventfd wakes the loop when a first tap has a chunk ready; the
+    pump then waits ``_GATHER_S`` so that the rest of that bridge tick's taps are ready too, and
+    reads them all in one pass (non-blocking memcpys that keep the GIL).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._hub = pj.MediaTapHub()
+        self._fd: int = self._hub.fileno()
+        self._taps: dict[int, Tap] = {}
+        self._scheduled = False
+        self._buf = np.empty(_MAX_READ, dtype=np.int16)  # scratch for one read call
+        self._stamp = np.empty(2, dtype=np.float64)  # its first sample's position and time
+        if self._fd < 0:
+            raise TapError("cannot create the tap hub's eventfd")
+        loop.add_reader(self._fd, self._on_signal)
+
+    def add(self, tap: Tap) -> Tap:
+        """Start pumping ``tap`` (event loop thread)."""
+        self._taps[tap.id] = tap
+        # From here on the native stream posts tap.id to the hub when a chunk is ready.
+        tap._stream.setHub(self._hub, tap.id, tap.chunk_samples)
+        return tap
+
+    async def stop(self) -> None:
+        """Deliver what the (already closed) taps still hold and end every reader."""
+        self._loop.remove_reader(self._fd)
+        self._pump()
+        for tap in list(self._taps.values()):  # not reported closed: the engine is gone anyway
+            tap._deliver([], True)
+        self._taps.clear()
+
+    def _on_signal(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._fd, 8)  # level-triggered: drain now, read the taps a moment later
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_later(_GATHER_S, self._pump)
+
+    def _pump(self) -> None:
+        self._scheduled = False
+        for key in dict.fromkeys(self._hub.wait(0)):
+            tap = self._taps.get(key)
+            if tap is None:
+                continue
+            try:
+                frames, ended = self._read(tap)
+            except Exception:  # never let one tap stop the others
+                log.exception("reading tap %s of call %s failed", tap.id, tap.call)
+                frames, ended = [], True
+            if ended:
+                del self._taps[key]
+            if frames or ended:
+                tap._deliver(frames, ended)
+
+    def _read(self, tap: Tap) -> tuple[list[TapFrame], bool]:
+        stream, chunk, rate, buf, stamp = tap._stream, tap.chunk_samples, tap.rate, self._buf, self._stamp
+        frames: list[TapFrame] = []
+        while True:
+            n = stream.readNow(buf, stamp, chunk)  # keeps the GIL: a memcpy, no hand-off
+            if n <= 0:
+                return frames, n < 0
+            pos, t0 = stamp.tolist()
+            for off in range(0, n, chunk):
+                pcm = buf[off : min(n, off + chunk)].copy()
+                frames.append(TapFrame(pcm, rate, int(pos) + off, t0 + off / rate))
+            if n < len(buf) - len(buf) % chunk:
+                return frames, False
