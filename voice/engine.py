@@ -54,6 +54,7 @@ class _EngineCore:
         self._next_playback = 1
         self._next_tap = 1
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
+        self._eofs: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # from pjmedia's thread
 
     # -- events -----------------------------------------------------------------------------
     def post(self, event: EngineEvent) -> None:
@@ -125,6 +126,7 @@ class _EngineCore:
 
     def handle_events(self, timeout_ms: int) -> None:
         self.ep.libHandleEvents(timeout_ms)
+        self._finish_playbacks()
         self.reap()
 
     def reap(self) -> None:
@@ -162,11 +164,21 @@ class _EngineCore:
     def on_media_ready(self, call: pj_objects.Call) -> None:
         self.post(MediaReady(call=call.handle, codec=call.codec))
 
-    def on_player_eof(self, player: pj_objects.Player) -> None:
-        call = self.calls.get(player.call)
-        if call is not None and call.players.pop(player.playback, None) is not None:
-            self._graveyard.append(player)
-            self.post(PlaybackDone(call=player.call, playback=player.playback))
+    def on_player_eof(self, call: int, playback: int) -> None:
+        """Called on pjmedia's event thread, not the engine thread: only queue the news."""
+        self._eofs.put((call, playback))
+
+    def _finish_playbacks(self) -> None:
+        while True:
+            try:
+                handle, playback = self._eofs.get_nowait()
+            except queue.Empty:
+                return
+            call = self.calls.get(handle)
+            player = call.players.pop(playback, None) if call is not None else None
+            if player is not None:
+                self._graveyard.append(player)
+                self.post(PlaybackDone(call=handle, playback=playback))
 
     def on_call_disconnected(self, call: pj_objects.Call, code: int, reason: str) -> None:
         self._close_call(call, code, reason)

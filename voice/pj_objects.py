@@ -122,5 +122,6 @@ class Player(pj.AudioMediaPlayer):
 
     @guarded
     def onEof2(self) -> None:
-        # Destroying a player inside its own EOF callback is forbidden: the core defers it.
-        self._core.on_player_eof(self)
+        # Runs on pjmedia's event thread: hand the engine thread plain ids, never this object
+        # (it must neither be touched nor freed here; the engine thread retires it).
+        self._core.on_player_eof(self.call, self.playback)
