@@ -22,64 +22,54 @@ machine hits both alike. Printed per target and as server/floor ratios:
   (median over the plateau's one-second intervals);
 * RSS per call: (median plateau RSS - idle RSS after a warm-up) / median calls in progress.
 
-Targets: >= 400 concurrent calls and 40 calls/s with zero failures, at no more than 2x the
-floor's CPU per call. Results: bench/results/capacity.json (plus the logs of failed steps).
-Loopback only; temporary data directories; every child process is stopped on exit or Ctrl-C.
+Targets: >= 400 concurrent calls and 40 calls/s with zero failures (the answer rate may fall
+short of --rate by --rate-tolerance, SIPp's pacing jitter), at no more than 2x the floor's CPU
+per call. Results: bench/results/capacity.json; for a failed step, SIPp's logs, the list of
+problems and a few of the bad recordings go to bench/results/capacity-TARGET-STEP/.
+
+The default run takes about 7 minutes. Loopback only; temporary data directories; every child
+process is stopped on exit or Ctrl-C. The server renders the prompt into its prompt cache at
+start-up; the floor plays a copy of that WAV.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import platform
-import random
 import resource
 import shutil
 import signal
-import socket
-import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-import urllib.request
-import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from callcenter.settings import load_settings  # noqa: E402
-from ivr.flow import load_flow  # noqa: E402
-from ivr.prompts import PromptCache  # noqa: E402
-from voice.audio import read_wav, resample, write_wav  # noqa: E402
-
-CONFIG = BENCH / "capacity.toml"
-SCENARIO = BENCH / "uac_capacity.xml"
-FLOOR_SCRIPT = BENCH / "bare_engine.py"
-RESULTS = BENCH / "results"
-HOST = "127.0.0.1"
-HZ = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-FLOOR_RTP = (20000, 10000)  # the server's bench config uses 10000..19999
+from capacity_checks import wav_seconds
+from capacity_procs import (
+    HOST,
+    HZ,
+    RESULTS,
+    ROOT,
+    Floor,
+    Server,
+    Sipp,
+    Target,
+    cpu_ticks,
+    free_media_port,
+    free_udp_port,
+    machine_ticks,
+    prompt_text,
+    rss_kb,
+    say,
+)
 
 
 # -- small helpers ----------------------------------------------------------------------------------
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
 def median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -93,326 +83,6 @@ def pctl(xs: list[float], q: float) -> float | None:
 
 def fmt(x: float | None, spec: str = ".1f", unit: str = "") -> str:
     return "n/a" if x is None else f"{x:{spec}}{unit}"
-
-
-def free_udp_port(avoid: set[int]) -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
-        if port not in avoid and not 10000 <= port < 30000:
-            avoid.add(port)
-            return port
-    raise RuntimeError("no free UDP port")
-
-
-def free_tcp_port(avoid: set[int]) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port = int(s.getsockname()[1])
-    avoid.add(port)
-    return port
-
-
-def free_media_port(avoid: set[int]) -> int:
-    """SIPp's -rtp_echo takes -mp and -mp+2 (audio and video echo)."""
-    for port in range(6000, 9000, 4):
-        if {port, port + 2} & avoid:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                a.bind((HOST, port))
-                b.bind((HOST, port + 2))
-        except OSError:
-            continue
-        avoid.update({port, port + 2})
-        return port
-    raise RuntimeError("no free UDP port pair for SIPp's RTP echo in 6000..9000")
-
-
-def _child_setup() -> None:
-    """In each child: the file-descriptor limit up to the hard limit; die with the benchmark."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# -- /proc -----------------------------------------------------------------------------------------------
-def cpu_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine, to show how much else was running."""
-    with open("/proc/stat") as f:
-        parts = [int(x) for x in f.readline().split()[1:]]
-    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
-    return sum(parts) - idle, sum(parts)
-
-
-# -- the processes under test ------------------------------------------------------------------------------
-class Target:
-    name = "target"
-    proc: subprocess.Popen[Any]
-    sip_port: int
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def active(self) -> int | None:
-        raise NotImplementedError
-
-    def check_calls(self, expected: int, prompt_s: float) -> tuple[int, list[str]]:
-        """After a step: how many calls completed with a good recording, and what went wrong."""
-        raise NotImplementedError
-
-    def log_mark(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_problems(self, since: int) -> list[str]:
-        try:
-            with self.log_path.open("rb") as f:
-                f.seek(since)
-                text = f.read().decode(errors="replace")
-        except OSError:
-            return []
-        keys = (" ERROR ", " CRITICAL ", "Traceback", " WARNING ", "Error", "error")
-        return [ln for ln in text.splitlines() if any(k in ln for k in keys)]
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                say(f"  {self.name}: no exit {timeout:.0f} s after SIGTERM; killing it")
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def _audible(path: Path) -> bool:
-    """True if a recording carries sound (the echoed prompt), not just silence."""
-    try:
-        audio = read_wav(path)
-    except Exception:
-        return False
-    x = audio.samples.astype(np.float64)
-    frame = max(1, audio.rate // 50)
-    n = len(x) // frame
-    if n == 0:
-        return False
-    rms = np.sqrt((x[: n * frame].reshape(n, frame) ** 2).mean(axis=1))
-    return bool((rms > 300).mean() > 0.2)
-
-
-def _wav_seconds(path: Path) -> float:
-    try:
-        with wave.open(str(path), "rb") as w:
-            return w.getnframes() / w.getframerate() if w.getframerate() else 0.0
-    except (OSError, wave.Error, EOFError):
-        return 0.0
-
-
-class Server(Target):
-    name = "server"
-
-    def __init__(self, work: Path, prompt: Path, text: str, ports: set[int]) -> None:
-        self.data_dir = work / "server-data"
-        self.data_dir.mkdir()
-        settings = load_settings(CONFIG)
-        cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
-                            settings.prompt_voice, settings.prompt_wpm)
-        cached = cache.path_for(text)
-        cached.parent.mkdir(parents=True)
-        shutil.copyfile(prompt, cached)  # the server finds its prompt already rendered
-        self.sip_port = free_udp_port(ports)
-        self.http_port = free_tcp_port(ports)
-        self.log_path = work / "server.log"
-        self._last_rowid = 0
-        cmd = [str(Path(sys.executable).parent / "callcenter"), "serve", "--config", str(CONFIG),
-               "--data-dir", str(self.data_dir), "--sip-port", str(self.sip_port),
-               "--http-port", str(self.http_port)]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         preexec_fn=_child_setup, start_new_session=True)
-        deadline = time.monotonic() + 90
-        while self.active() is None:
-            if not self.alive():
-                raise RuntimeError(f"the server exited with {self.proc.returncode} at start-up; "
-                                   f"log:\n{self.log_path.read_text(errors='replace')[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not answer /healthz within 90 s")
-            time.sleep(0.3)
-
-    def active(self) -> int | None:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/healthz", timeout=2) as r:
-                return int(json.load(r)["active_calls"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def check_calls(self, expected: int, prompt_s: float) -> tuple[int, list[str]]:
-        db = self.data_dir / "callcenter.db"
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-            rows = conn.execute(
-                "SELECT rowid, disposition, hangup_cause, recording_path, recording_seconds FROM calls "
-                "WHERE rowid > ? ORDER BY rowid", (self._last_rowid,)).fetchall()
-        if rows:
-            self._last_rowid = rows[-1][0]
-        good, problems, paths = 0, [], []
-        for _, disposition, cause, path, seconds in rows:
-            if disposition == "completed" and path and (seconds or 0) >= 0.8 * prompt_s:
-                good += 1
-                paths.append(self.data_dir / path)
-            else:
-                problems.append(f"call row: disposition={disposition} cause={cause!r} "
-                                f"recording={path} seconds={seconds}")
-        if len(rows) != expected:
-            problems.insert(0, f"{len(rows)} call rows in the database for {expected} calls placed")
-        problems += _spot_check(paths)
-        shutil.rmtree(self.data_dir / "recordings", ignore_errors=True)  # keep the disk free
-        return good, problems
-
-
-class Floor(Target):
-    name = "floor"
-
-    def __init__(self, work: Path, prompt: Path, ports: set[int]) -> None:
-        self.rec_dir = work / "floor-recordings"
-        self.rec_dir.mkdir()
-        self.sip_port = free_udp_port(ports)
-        self.log_path = work / "floor.log"
-        self._active: int | None = None
-        self._ready = threading.Event()
-        cmd = [sys.executable, str(FLOOR_SCRIPT), "--prompt", str(prompt), "--rec-dir", str(self.rec_dir),
-               "--host", HOST, "--sip-port", str(self.sip_port), "--rtp-port", str(FLOOR_RTP[0]),
-               "--rtp-port-range", str(FLOOR_RTP[1])]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=log, text=True, preexec_fn=_child_setup,
-                                         start_new_session=True)
-        threading.Thread(target=self._read_status, name="floor-status", daemon=True).start()
-        if not self._ready.wait(30) or not self.alive():
-            raise RuntimeError(f"the engine floor did not start; log:\n"
-                               f"{self.log_path.read_text(errors='replace')[-3000:]}")
-
-    def _read_status(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            word, _, value = line.strip().partition(" ")
-            if word == "ready":
-                self._active = 0
-                self._ready.set()
-            elif word == "active":
-                self._active = int(value)
-
-    def active(self) -> int | None:
-        return self._active if self.alive() else None
-
-    def check_calls(self, expected: int, prompt_s: float) -> tuple[int, list[str]]:
-        files = sorted(self.rec_dir.glob("*.wav"))
-        good, problems, paths = 0, [], []
-        for path in files:
-            seconds = _wav_seconds(path)
-            if seconds >= 0.8 * prompt_s:
-                good += 1
-                paths.append(path)
-            else:
-                problems.append(f"recording {path.name}: {seconds:.2f} s")
-        if len(files) != expected:
-            problems.insert(0, f"{len(files)} recordings for {expected} calls placed")
-        problems += _spot_check(paths)
-        for path in files:
-            path.unlink()
-        return good, problems
-
-
-def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only asked for paths here
-    raise AssertionError("not used")
-
-
-def _spot_check(paths: list[Path], n: int = 8) -> list[str]:
-    """A few recordings must carry the echoed prompt (caller audio), not silence."""
-    sample = random.sample(paths, min(n, len(paths)))
-    return [f"recording {p.name} is silent: no caller audio" for p in sample if not _audible(p)]
-
-
-# -- the prompt --------------------------------------------------------------------------------------------
-_RENDER = r"""
-import ctypes, sys, wave
-from pyttsx3.drivers import _espeak as espeak
-text, out, wpm, voice = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-# What pyttsx3's espeak driver does for save_to_file() (same library, rate, voice and flags), but
-# in espeak-ng's synchronous mode: the driver's own runAndWait() returns (and cancels) before the
-# asynchronous synthesis ends, so `python -m ivr.prompts` writes a truncated file or none at all.
-rate = espeak.Initialize(espeak.AUDIO_OUTPUT_SYNCHRONOUS, 1000)
-chunks = []
-def collect(wav, numsamples, events):
-    if numsamples > 0:
-        chunks.append(ctypes.string_at(wav, numsamples * 2))
-    return 0
-espeak.SetSynthCallback(collect)
-espeak.SetParameter(espeak.RATE, wpm, 0)
-if voice and espeak.SetVoiceByName(voice.encode()) != 0:
-    sys.exit(f"unknown espeak-ng voice {voice!r}")
-if espeak.Synth(text.encode(), flags=espeak.ENDPAUSE | espeak.CHARS_UTF8) != 0 or not chunks:
-    sys.exit("no audio produced")
-with wave.open(out, "wb") as w:
-    w.setnchannels(1)
-    w.setsampwidth(2)
-    w.setframerate(rate)
-    w.writeframes(b"".join(chunks))
-"""
-
-
-def render_prompt(work: Path) -> tuple[str, Path, float]:
-    """Render the bench flow's prompt like the server's prompt cache does (same TTS, same rate).
-
-    The result is copied into the server's prompt cache under the name the server looks for, so
-    the server does not render it itself (its renderer loses long prompts, see _RENDER).
-    """
-    settings = load_settings(CONFIG)
-    assert settings.flow is not None
-    texts = load_flow(settings.flow).prompts()
-    if len(texts) != 1:
-        raise RuntimeError(f"{settings.flow}: the bench flow must have exactly one prompt")
-    text = texts[0]
-    raw, out = work / "prompt.tts.wav", work / "prompt.wav"
-    proc = subprocess.run([sys.executable, "-c", _RENDER, text, str(raw), str(settings.prompt_wpm),
-                           settings.prompt_voice], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"prompt rendering failed: {proc.stderr.strip()[-500:]}")
-    write_wav(out, resample(read_wav(raw), settings.engine.clock_rate))
-    return text, out, _wav_seconds(out)
 
 
 # -- one step ---------------------------------------------------------------------------------------------
@@ -468,38 +138,12 @@ class StepResult:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, work: Path, prompt_s: float) -> None:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.args = args
         self.work = work
-        self.prompt_s = prompt_s
+        self.prompt_s = 0.0  # set once the server has rendered the prompt
         self.ports: set[int] = set()
-        self.sipp_port = free_udp_port(self.ports)
-        self.media_port = free_media_port(self.ports)
-        self.running: list[subprocess.Popen[Any]] = []
-
-    def sipp(self, target: Target, calls: int, limit: int, rate: float, out: Path,
-             port: int | None = None, media: int | None = None) -> tuple[subprocess.Popen[Any], float]:
-        out.mkdir(parents=True, exist_ok=True)
-        waves = -(-calls // limit)
-        expected = waves * (self.prompt_s + limit / rate) + 5
-        timeout = expected * 1.5 + 60
-        cmd = ["sipp", "-sf", str(SCENARIO), "-s", "ivr", f"{HOST}:{target.sip_port}", "-i", HOST,
-               "-p", str(port or self.sipp_port), "-mp", str(media or self.media_port), "-rtp_echo",
-               "-m", str(calls), "-l", str(limit), "-r", f"{rate:g}", "-timeout", f"{timeout:.0f}s",
-               "-timeout_error", "-nostdin", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
-               "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log"]
-        (out / "command.txt").write_text(" ".join(cmd) + "\n")
-        with (out / "sipp.out").open("wb") as log:
-            proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    preexec_fn=_child_setup, start_new_session=True)
-        self.running.append(proc)
-        return proc, timeout
-
-    def finish_sipp(self, proc: subprocess.Popen[Any]) -> int:
-        rc = proc.wait()
-        if proc in self.running:
-            self.running.remove(proc)
-        return rc
+        self.sipps = Sipp(self.ports)
 
     def wait_idle(self, target: Target, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -515,11 +159,12 @@ class Bench:
         """A few calls first, so one-time costs (imports, pools, threads) are not counted per call."""
         procs = []
         for i, target in enumerate(targets):
-            port = free_udp_port(self.ports) if i else self.sipp_port
-            media = free_media_port(self.ports) if i else self.media_port
-            procs.append(self.sipp(target, 20, 20, 20, self.work / f"warmup-{target.name}", port, media)[0])
+            port = free_udp_port(self.ports) if i else self.sipps.port
+            media = free_media_port(self.ports) if i else self.sipps.media_port
+            procs.append(self.sipps.start(target, 20, 20, 20, self.prompt_s, self.work / f"warmup-{target.name}",
+                                           port, media)[0])
         for proc, target in zip(procs, targets, strict=True):
-            if self.finish_sipp(proc) != 0:
+            if self.sipps.finish(proc) != 0:
                 say(f"  warning: warm-up calls against the {target.name} did not all succeed "
                     f"(see {self.work / f'warmup-{target.name}'})")
             self.wait_idle(target, 30)
@@ -540,7 +185,7 @@ class Bench:
         out = self.work / f"{target.name}-{step}"
         mark = target.log_mark()
         started = time.monotonic()
-        proc, timeout = self.sipp(target, calls, step, self.args.rate, out)
+        proc, timeout = self.sipps.start(target, calls, step, self.args.rate, self.prompt_s, out)
         samples: list[Sample] = []
         next_t = time.monotonic()
         while proc.poll() is None:
@@ -560,7 +205,7 @@ class Bench:
             time.sleep(min(0.1, max(0.0, next_t - time.monotonic())))
         if proc.poll() is None:
             proc.kill()
-        res.sipp_exit = self.finish_sipp(proc)
+        res.sipp_exit = self.sipps.finish(proc)
         res.duration_s = time.monotonic() - started
         if not target.alive():
             res.crashed = True
@@ -571,7 +216,7 @@ class Bench:
                 res.problems.append(f"{target.active()} calls still in progress 30 s after SIPp finished")
         self._read_sipp(res, out)
         if not res.crashed:
-            res.calls_checked_ok, problems = target.check_calls(calls, self.prompt_s)
+            res.calls_checked_ok, problems = target.check_calls(calls, self.prompt_s, self._evidence(res))
             res.problems += problems
         res.log_problems = target.log_problems(mark)
         self._figures(res, samples, idle_rss)
@@ -636,9 +281,14 @@ class Bench:
             res.rss_plateau_kb = statistics.median([float(s.rss_kb) for s in on])
             res.rss_per_call_kb = (res.rss_plateau_kb - idle_rss) / res.plateau_active
 
-    def _keep_evidence(self, res: StepResult, out: Path, target: Target) -> None:
+    @staticmethod
+    def _evidence(res: StepResult) -> Path:
         dest = RESULTS / f"capacity-{res.target}-{res.step}"
         shutil.rmtree(dest, ignore_errors=True)
+        return dest
+
+    def _keep_evidence(self, res: StepResult, out: Path, target: Target) -> None:
+        dest = RESULTS / f"capacity-{res.target}-{res.step}"
         dest.mkdir(parents=True, exist_ok=True)
         for name in ("errors.log", "sipp.out", "stat.csv", "command.txt"):
             if (out / name).exists():
@@ -646,12 +296,6 @@ class Bench:
         (dest / "problems.txt").write_text("\n".join(res.problems + ["", "log:"] + res.log_problems) + "\n")
         res.problems.append(f"evidence kept in {dest.relative_to(ROOT)}")
 
-    def kill_sipps(self) -> None:
-        for proc in self.running:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        self.running.clear()
 
 
 # -- report -------------------------------------------------------------------------------------------------
@@ -721,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    for old in [*RESULTS.glob("capacity-server-*"), *RESULTS.glob("capacity-floor-*")]:
+        shutil.rmtree(old, ignore_errors=True)  # evidence of an earlier run's failed steps
     work = Path(tempfile.mkdtemp(prefix="callcenter-capacity-"))
     targets: list[Target] = []
     bench: Bench | None = None
@@ -729,18 +375,23 @@ def main(argv: list[str] | None = None) -> int:
     idle: dict[str, tuple[float, float]] = {}
     t_start = time.monotonic()
     interrupted = False
+    prompt_s = 0.0
     try:
         say(f"capacity benchmark: steps {steps}, {args.rate:g} calls/s, {args.calls_factor:g} x step calls "
             f"per step, loopback, work dir {work}")
-        text, prompt, prompt_s = render_prompt(work)
-        say(f"prompt: {prompt_s:.2f} s ({len(text.split())} words), rendered like the server's prompt cache")
+        text = prompt_text()
+        bench = Bench(args, work)
+        server = Server(work, text, bench.ports)
+        targets.append(server)
+        say(f"server: pid {server.pid}, SIP udp {HOST}:{server.sip_port}, HTTP {server.http_port}")
+        prompt = work / "prompt.wav"  # the floor plays a copy of the prompt the server rendered
+        shutil.copyfile(server.prompt, prompt)
+        prompt_s = bench.prompt_s = wav_seconds(prompt)
+        say(f"prompt: {prompt_s:.2f} s ({len(text.split())} words), from the server's prompt cache "
+            f"(prompts/{server.prompt.name})")
         if args.rate * prompt_s < steps[-1]:
             say(f"warning: {args.rate:g} calls/s x {prompt_s:.1f} s prompt = {args.rate * prompt_s:.0f} "
                 f"calls: the largest step ({steps[-1]}) cannot be reached")
-        bench = Bench(args, work, prompt_s)
-        server = Server(work, prompt, text, bench.ports)
-        targets.append(server)
-        say(f"server: pid {server.pid}, SIP udp {HOST}:{server.sip_port}, HTTP {server.http_port}")
         if not args.no_floor:
             floor = Floor(work, prompt, bench.ports)
             targets.append(floor)
@@ -752,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             idle[t.name] = bench.idle(t)
             say(f"  {t.name}: idle RSS {idle[t.name][0] / 1024:.1f} MiB after warm-up "
                 f"({cold[t.name] / 1024:.1f} MiB cold), idle CPU {100 * idle[t.name][1]:.1f} % of a core")
-        est = sum(len(targets) * (-(-int(args.calls_factor * s) // s) * (prompt_s + s / args.rate) + 8)
+        est = sum(len(targets) * (-(-int(args.calls_factor * s) // s) * prompt_s + s / args.rate + 4)
                   for s in steps)
         say(f"running {len(steps)} steps x {len(targets)} targets, about {est / 60:.0f} min")
         dead: set[str] = set()
@@ -788,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         say("\ninterrupted: stopping everything")
     finally:
         if bench is not None:
-            bench.kill_sipps()
+            bench.sipps.kill_all()
         for t in targets:
             exits[t.name] = t.stop()
             after = shutil.copyfile(t.log_path, RESULTS / f"capacity-{t.name}.log")

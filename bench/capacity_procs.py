@@ -1,0 +1,325 @@
+"""The processes bench/capacity.py runs and measures, all on loopback.
+
+`callcenter serve` (the server, bench/capacity.toml), the engine floor (bench/bare_engine.py)
+and SIPp: starting them on free ports, their count of calls in progress and their logs, stopping
+them; and their CPU time and RSS from /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from capacity_checks import check_floor_recordings, check_server_calls  # noqa: E402
+
+from callcenter.settings import load_settings  # noqa: E402
+from ivr.flow import load_flow  # noqa: E402
+from ivr.prompts import PromptCache  # noqa: E402
+
+CONFIG = BENCH / "capacity.toml"
+SCENARIO = BENCH / "uac_capacity.xml"
+FLOOR_SCRIPT = BENCH / "bare_engine.py"
+RESULTS = BENCH / "results"
+HOST = "127.0.0.1"
+HZ = os.sysconf("SC_CLK_TCK")
+FLOOR_RTP = (20000, 10000)  # the server's bench config uses 10000..19999
+
+
+# -- small helpers ----------------------------------------------------------------------------------
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def free_udp_port(avoid: set[int]) -> int:
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((HOST, 0))
+            port = int(s.getsockname()[1])
+        if port not in avoid and not 10000 <= port < 30000:
+            avoid.add(port)
+            return port
+    raise RuntimeError("no free UDP port")
+
+
+def free_tcp_port(avoid: set[int]) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port = int(s.getsockname()[1])
+    avoid.add(port)
+    return port
+
+
+def free_media_port(avoid: set[int]) -> int:
+    """SIPp's -rtp_echo takes -mp and -mp+2 (audio and video echo)."""
+    for port in range(6000, 9000, 4):
+        if {port, port + 2} & avoid:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+                a.bind((HOST, port))
+                b.bind((HOST, port + 2))
+        except OSError:
+            continue
+        avoid.update({port, port + 2})
+        return port
+    raise RuntimeError("no free UDP port pair for SIPp's RTP echo in 6000..9000")
+
+
+def _child_setup() -> None:
+    """In each child: the file-descriptor limit up to the hard limit; die with the benchmark."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+# -- /proc -----------------------------------------------------------------------------------------------
+def cpu_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, to show how much else was running."""
+    with open("/proc/stat") as f:
+        parts = [int(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
+    return sum(parts) - idle, sum(parts)
+
+
+# -- the processes under test ------------------------------------------------------------------------------
+class Target:
+    name = "target"
+    proc: subprocess.Popen[Any]
+    sip_port: int
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def active(self) -> int | None:
+        raise NotImplementedError
+
+    def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
+                    ) -> tuple[int, list[str]]:
+        """After a step: how many calls completed with a good recording, and what went wrong."""
+        raise NotImplementedError
+
+    def log_mark(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_problems(self, since: int) -> list[str]:
+        try:
+            with self.log_path.open("rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if self.is_problem(ln)]
+
+    def is_problem(self, line: str) -> bool:
+        """Whether a line of the target's log (written during a step) reports a problem."""
+        return bool(line.strip())
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                say(f"  {self.name}: no exit {timeout:.0f} s after SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+
+class Server(Target):
+    name = "server"
+
+    def __init__(self, work: Path, text: str, ports: set[int]) -> None:
+        self.data_dir = work / "server-data"
+        self.data_dir.mkdir()
+        settings = load_settings(CONFIG)
+        cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
+                            settings.prompt_voice, settings.prompt_wpm)
+        self.prompt = cache.path_for(text)  # rendered by the server at start-up
+        self.sip_port = free_udp_port(ports)
+        self.http_port = free_tcp_port(ports)
+        self.log_path = work / "server.log"
+        self._last_rowid = 0
+        cmd = [str(Path(sys.executable).parent / "callcenter"), "serve", "--config", str(CONFIG),
+               "--data-dir", str(self.data_dir), "--sip-port", str(self.sip_port),
+               "--http-port", str(self.http_port)]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=_child_setup, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while self.active() is None:
+            if not self.alive():
+                raise RuntimeError(f"the server exited with {self.proc.returncode} at start-up; "
+                                   f"log:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not answer /healthz within 90 s")
+            time.sleep(0.3)
+        if not self.prompt.exists():
+            raise RuntimeError(f"the server started but its prompt cache has no {self.prompt.name}: "
+                               f"{sorted(p.name for p in self.prompt.parent.glob('*'))}")
+
+    def is_problem(self, line: str) -> bool:
+        return any(k in line for k in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback"))
+
+    def active(self) -> int | None:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/healthz", timeout=2) as r:
+                return int(json.load(r)["active_calls"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
+                    ) -> tuple[int, list[str]]:
+        good, problems, self._last_rowid = check_server_calls(self.data_dir, self._last_rowid, expected,
+                                                              prompt_s, evidence)
+        return good, problems
+
+
+class Floor(Target):
+    name = "floor"
+
+    def __init__(self, work: Path, prompt: Path, ports: set[int]) -> None:
+        self.rec_dir = work / "floor-recordings"
+        self.rec_dir.mkdir()
+        self.sip_port = free_udp_port(ports)
+        self.log_path = work / "floor.log"
+        self._active: int | None = None
+        self._ready = threading.Event()
+        cmd = [sys.executable, str(FLOOR_SCRIPT), "--prompt", str(prompt), "--rec-dir", str(self.rec_dir),
+               "--host", HOST, "--sip-port", str(self.sip_port), "--rtp-port", str(FLOOR_RTP[0]),
+               "--rtp-port-range", str(FLOOR_RTP[1])]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=log, text=True, preexec_fn=_child_setup,
+                                         start_new_session=True)
+        threading.Thread(target=self._read_status, name="floor-status", daemon=True).start()
+        if not self._ready.wait(30) or not self.alive():
+            raise RuntimeError(f"the engine floor did not start; log:\n"
+                               f"{self.log_path.read_text(errors='replace')[-3000:]}")
+
+    def _read_status(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            word, _, value = line.strip().partition(" ")
+            if word == "ready":
+                self._active = 0
+                self._ready.set()
+            elif word == "active":
+                self._active = int(value)
+
+    def active(self) -> int | None:
+        return self._active if self.alive() else None
+
+    def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
+                    ) -> tuple[int, list[str]]:
+        return check_floor_recordings(self.rec_dir, expected, prompt_s, evidence)
+
+
+def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only asked for paths here
+    raise AssertionError("not used")
+
+
+# -- the prompt --------------------------------------------------------------------------------------------
+def prompt_text() -> str:
+    """The bench flow's one prompt (the server renders it into its prompt cache at start-up)."""
+    settings = load_settings(CONFIG)
+    assert settings.flow is not None
+    texts = load_flow(settings.flow).prompts()
+    if len(texts) != 1:
+        raise RuntimeError(f"{settings.flow}: the bench flow must have exactly one prompt")
+    return texts[0]
+
+
+
+
+# -- SIPp ---------------------------------------------------------------------------------------------------
+class Sipp:
+    """SIPp runs of bench/uac_capacity.xml (with -rtp_echo) against a target; the ones still
+    running are killed by kill_all()."""
+
+    def __init__(self, ports: set[int]) -> None:
+        self.port = free_udp_port(ports)
+        self.media_port = free_media_port(ports)
+        self.running: list[subprocess.Popen[Any]] = []
+
+    def start(self, target: Target, calls: int, limit: int, rate: float, prompt_s: float, out: Path,
+              port: int | None = None, media: int | None = None) -> tuple[subprocess.Popen[Any], float]:
+        """Start placing `calls` calls, at most `limit` at a time; (the process, its timeout in s)."""
+        out.mkdir(parents=True, exist_ok=True)
+        waves = -(-calls // limit)
+        expected = waves * (prompt_s + limit / rate) + 5
+        timeout = expected * 1.5 + 60
+        cmd = ["sipp", "-sf", str(SCENARIO), "-s", "ivr", f"{HOST}:{target.sip_port}", "-i", HOST,
+               "-p", str(port or self.port), "-mp", str(media or self.media_port), "-rtp_echo",
+               "-m", str(calls), "-l", str(limit), "-r", f"{rate:g}", "-timeout", f"{timeout:.0f}s",
+               "-timeout_error", "-nostdin", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
+               "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log"]
+        (out / "command.txt").write_text(" ".join(cmd) + "\n")
+        with (out / "sipp.out").open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    preexec_fn=_child_setup, start_new_session=True)
+        self.running.append(proc)
+        return proc, timeout
+
+    def finish(self, proc: subprocess.Popen[Any]) -> int:
+        rc = proc.wait()
+        if proc in self.running:
+            self.running.remove(proc)
+        return rc
+
+    def kill_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.running.clear()
