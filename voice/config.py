@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,4 +19,3 @@ class EngineConfig:
     rtp_port_range: int = 20000
     user_agent: str = "callcenter"
     pjsip_log_level: int = 2
-    extra: dict[str, str] = field(default_factory=dict)

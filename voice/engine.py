@@ -297,7 +297,6 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._stopped: asyncio.Future[None] = self._loop.create_future()
-        self._accepting = True
         self._tap_pump: TapPump | None = None
 
     # -- thread side ---------------------------------------------------------------------------
