@@ -27,6 +27,8 @@ from typing import Any
 
 import pjsua2 as pj
 
+from voice.pj_objects import configure_media
+
 
 class StderrLog(pj.LogWriter):
     def write(self, entry: Any) -> None:
@@ -120,13 +122,7 @@ class Floor:
         cfg.logConfig.level = 2
         cfg.logConfig.consoleLevel = 2
         cfg.logConfig.decor = 0
-        med = cfg.medConfig
-        med.clockRate = 8000
-        med.sndClockRate = 8000
-        med.channelCount = 1
-        med.noVad = True
-        med.ecTailLen = 0
-        med.quality = 4
+        configure_media(cfg.medConfig, 8000)  # the very settings voice/engine.py uses
         self.ep.libInit(cfg)
         self.ep.audDevManager().setNullDev()
         tcfg = pj.TransportConfig()

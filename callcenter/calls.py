@@ -160,7 +160,7 @@ class CallService:
 
     async def _finish(self, call: _CallState, ended: CallEnded) -> None:
         call.machine.receive(ivr.Hangup(now=time.monotonic()))
-        if self.stopping and not call.machine.finish_reason == "flow_end":
+        if self.stopping and call.machine.finish_reason != "flow_end":
             disposition = "shutdown"
         elif call.failed:
             disposition = "failed"

@@ -79,13 +79,7 @@ class _EngineCore:
         ep_cfg.logConfig.level = cfg.pjsip_log_level
         ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
         ep_cfg.logConfig.decor = 0
-        med = ep_cfg.medConfig
-        med.clockRate = cfg.clock_rate
-        med.sndClockRate = cfg.clock_rate
-        med.channelCount = 1
-        med.noVad = True
-        med.ecTailLen = 0
-        med.quality = 4
+        pj_objects.configure_media(ep_cfg.medConfig, cfg.clock_rate)
         self.ep.libInit(ep_cfg)
         self.ep.audDevManager().setNullDev()
         for name in cfg.transports:
@@ -236,14 +230,6 @@ class _EngineCore:
         call.players[playback] = player
         return playback
 
-    def stop_playback(self, handle: int, playback: int) -> bool:
-        call = self.calls.get(handle)
-        player = call.players.pop(playback, None) if call else None
-        if player is None:
-            return False
-        self._graveyard.append(player)
-        return True
-
     def record(self, handle: int, path: str) -> None:
         call = self._call(handle)
         if call.audio is None:
@@ -275,9 +261,6 @@ class _EngineCore:
                 tap.close()  # leaves the bridge now; the pump then reports the end
                 return True
         return False
-
-    def active_calls(self) -> int:
-        return len(self.calls)
 
 
 class Engine:
@@ -398,9 +381,6 @@ class Engine:
     async def play(self, call: int, path: str) -> int:
         return await self._submit(self._core.play, call, path)
 
-    async def stop_playback(self, call: int, playback: int) -> bool:
-        return await self._submit(self._core.stop_playback, call, playback)
-
     async def record(self, call: int, path: str) -> None:
         await self._submit(self._core.record, call, path)
 
@@ -428,9 +408,6 @@ class Engine:
     async def close_tap(self, tap: int) -> bool:
         """Detach a tap (the call goes on); False if it was already gone."""
         return await self._submit(self._core.close_tap, tap)
-
-    async def active_calls(self) -> int:
-        return await self._submit(self._core.active_calls)
 
     async def stop(self) -> None:
         """Hang up every call, finalize recordings, destroy pjsua2 on its thread, join it."""

@@ -33,6 +33,17 @@ def guarded(fn: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def configure_media(med: Any, clock_rate: int) -> None:
+    """Media settings of a telephony server: one clock rate for bridge and (null) sound device,
+    mono, no VAD, no echo canceller. Shared with the bench's bare-engine floor so both match."""
+    med.clockRate = clock_rate
+    med.sndClockRate = clock_rate
+    med.channelCount = 1
+    med.noVad = True
+    med.ecTailLen = 0
+    med.quality = 4
+
+
 class PjLogWriter(pj.LogWriter):
     """Routes pjsip's log lines into Python logging (called from any pjsip thread)."""
 
