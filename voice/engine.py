@@ -24,8 +24,9 @@ import pjsua2 as pj
 from . import pj_objects
 from .config import EngineConfig
 from .events import CallAnswered, CallEnded, EngineEvent, MediaReady, PlaybackDone
-from .exceptions import CallGone, EngineError, EngineStopped
+from .exceptions import CallGone, EngineError, EngineStopped, TapError
 from .tap import Tap, TapPump
+from .tap_group import TapGroup
 
 log = logging.getLogger("voice.engine")
 T = TypeVar("T")
@@ -281,6 +282,7 @@ class Engine:
         self._stop = threading.Event()
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._tap_pump: TapPump | None = None
+        self._tap_groups: list[TapGroup] = []
 
     # -- thread side ---------------------------------------------------------------------------
     def _emit(self, item: Callable[[], None]) -> None:
@@ -393,17 +395,36 @@ class Engine:
         listen: bool = True,
         speak: bool = True,
         max_pending_s: float = 2.0,
+        group: TapGroup | None = None,
     ) -> Tap:
         """Attach a live-audio tap to ``call`` (see voice/tap.py); ``tap.id`` names it.
 
         ``listen``: frames of ``chunk_ms`` of what the call says; ``speak``: the call hears what
         is written. ``buffer_ms`` bounds each native ring, ``max_pending_s`` the frames waiting
         for a slow reader. The tap closes by itself when the call ends or the engine stops.
+        With ``group`` (see ``tap_group``), the group's reader gets its audio, in the group's
+        chunks, instead of the tap's own iterator.
         """
+        if group is not None and group not in self._tap_groups:
+            raise TapError("that TapGroup belongs to another engine")
         tap_id, stream = await self._submit(self._core.open_tap, call, buffer_ms, listen, speak)
+        if group is not None:
+            return group._add(Tap(tap_id, call, stream, group.chunk_ms, 0, self.close_tap, speak, group))
         if self._tap_pump is None:
             self._tap_pump = TapPump(self._loop)
         return self._tap_pump.add(Tap(tap_id, call, stream, chunk_ms, max_pending_s, self.close_tap, speak))
+
+    def tap_group(self, *, chunk_ms: int = 40, max_pending_s: float = 2.0) -> TapGroup:
+        """A reader for many taps at once: one ``TapBatch`` per bridge tick (voice/tap_group.py).
+
+        ``max_pending_s`` bounds the batches waiting for a slow reader. The group ends when it
+        is closed (which closes its taps) or the engine stops.
+        """
+        if self._thread is None:
+            raise EngineStopped("the engine is not running")
+        group = TapGroup(self._loop, self.config.clock_rate, chunk_ms, max_pending_s)
+        self._tap_groups.append(group)
+        return group
 
     async def close_tap(self, tap: int) -> bool:
         """Detach a tap (the call goes on); False if it was already gone."""
@@ -423,6 +444,9 @@ class Engine:
         if self._tap_pump is not None:  # every tap is closed now: deliver their ends
             await self._tap_pump.stop()
             self._tap_pump = None
+        for group in self._tap_groups:
+            await group._stop()
+        self._tap_groups.clear()
 
 
 @contextlib.contextmanager

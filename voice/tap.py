@@ -27,6 +27,7 @@ import collections
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -39,7 +40,9 @@ from .exceptions import EngineStopped, TapError
 
 log = logging.getLogger("voice.tap")
 
-_MAX_READ = 16000  # samples per read call: 2 s at 8 kHz
+_PASS_SAMPLES = 64000  # samples per readReady call: e.g. 200 taps x 40 ms at 8 kHz, with room
+_PASS_RECORDS = 1024  # taps per readReady call
+_FIELDS = pj.MediaTapHub.READY_FIELDS  # key, samples, position, time, ended
 _GATHER_S = 0.002  # after a first tap is ready, gather the rest of the bridge's tick (one pass)
 
 
@@ -99,8 +102,10 @@ class Tap:
         max_pending_s: float,
         closer: Callable[[int], Awaitable[bool]],
         speaks: bool = True,
+        group: object | None = None,
     ) -> None:
         self.id = tap_id
+        self.group = group  # a voice.tap_group.TapGroup reads this tap's audio instead
         self.call = call
         self.speaks = speaks  # connected to the call's ear: writes are heard
         self.rate: int = stream.getClockRate()
@@ -110,7 +115,8 @@ class Tap:
         self._frames: collections.deque[TapFrame] = collections.deque()
         self._max_frames = max(1, int(max_pending_s * self.rate / self.chunk_samples))
         self._frames_dropped = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[TapFrame] | None = None  # a reader waiting: the pump fills it
         self._ended = False
         self._ended_evt = asyncio.Event()
 
@@ -118,23 +124,29 @@ class Tap:
     def __aiter__(self) -> Tap:
         return self
 
-    async def __anext__(self) -> TapFrame:
-        frame = await self.read()
-        if frame is None:
+    def __anext__(self) -> asyncio.Future[TapFrame]:
+        # Not a coroutine: a reader that has to wait awaits the very future the pump resolves
+        # with its frame (one future per frame, no coroutine frames): the per-frame cost of a
+        # tap on every call is mostly here.
+        if self.group is not None:
+            raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
+        if self._frames:
+            done = self._loop.create_future()
+            done.set_result(self._frames.popleft())
+            return done
+        if self._ended:
             raise StopAsyncIteration
-        return frame
+        if self._waiter is not None and not self._waiter.done():
+            raise RuntimeError(f"tap {self.id} already has a reader waiting")
+        self._waiter = self._loop.create_future()
+        return self._waiter
 
     async def read(self) -> TapFrame | None:
         """The next chunk of what the call says; None once the tap is closed and drained."""
-        while not self._frames:
-            if self._ended:
-                return None
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        return self._frames.popleft()
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return None
 
     def read_nowait(self) -> list[TapFrame]:
         """Every frame already delivered (possibly none), oldest first."""
@@ -221,25 +233,35 @@ class Tap:
         )
 
     # -- called by the pump, on the event loop --------------------------------------------------
-    def _deliver(self, frames: list[TapFrame], ended: bool) -> None:
-        self._frames.extend(frames)
-        excess = len(self._frames) - self._max_frames
-        for _ in range(excess):  # the consumer fell behind: drop its oldest frames
-            self._frames.popleft()
+    def _deliver(self, frame: TapFrame) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # (a cancelled reader leaves a cancelled future)
+                waiter.set_result(frame)
+                return
+        frames = self._frames
+        frames.append(frame)
+        if len(frames) > self._max_frames:  # the consumer fell behind: drop its oldest frame
+            frames.popleft()
             self._frames_dropped += 1
-        if ended:
-            self._ended = True
-            self._ended_evt.set()
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+
+    def _end(self) -> None:
+        self._ended = True
+        self._ended_evt.set()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(StopAsyncIteration())
 
 
-class TapPump:
-    """Moves audio from every native tap of an engine to its readers, on the event loop.
+class HubPump:
+    """One native ``MediaTapHub`` on the event loop: reads its ready taps once per bridge tick.
 
-    No thread: the native hub's eventfd wakes the loop when a first tap has a chunk ready; the
-    pump then waits ``_GATHER_S`` so that the rest of that bridge tick's taps are ready too, and
-    reads them all in one pass (non-blocking memcpys that keep the GIL).
+    No thread: the hub's eventfd wakes the loop when a first tap has a chunk ready; the pump then
+    waits ``_GATHER_S`` so that the rest of that tick's taps are ready too, and reads them all
+    with one binding call (``MediaTapHub.readReady``) into one buffer. What happens to that pass
+    is ``_take``'s business: ``TapPump`` hands frames to each tap's reader, ``voice.tap_group``
+    hands the whole pass to one reader.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -248,8 +270,11 @@ class TapPump:
         self._fd: int = self._hub.fileno()
         self._taps: dict[int, Tap] = {}
         self._scheduled = False
-        self._buf = np.empty(_MAX_READ, dtype=np.int16)  # scratch for one read call
-        self._stamp = np.empty(2, dtype=np.float64)  # its first sample's position and time
+        self.passes = self.records = 0  # what the pump did, and its CPU time on the loop thread
+        self.cpu_s = 0.0
+        self.native_s = 0.0
+        self._pcm = np.empty(_PASS_SAMPLES, dtype=np.int16)  # scratch for one pass
+        self._meta = np.empty(_PASS_RECORDS * _FIELDS, dtype=np.float64)
         if self._fd < 0:
             raise TapError("cannot create the tap hub's eventfd")
         loop.add_reader(self._fd, self._on_signal)
@@ -266,7 +291,7 @@ class TapPump:
         self._loop.remove_reader(self._fd)
         self._pump()
         for tap in list(self._taps.values()):  # not reported closed: the engine is gone anyway
-            tap._deliver([], True)
+            tap._end()
         self._taps.clear()
 
     def _on_signal(self) -> None:
@@ -278,30 +303,48 @@ class TapPump:
 
     def _pump(self) -> None:
         self._scheduled = False
-        for key in dict.fromkeys(self._hub.wait(0)):
-            tap = self._taps.get(key)
+        started = time.thread_time()
+        pcm, meta = self._pcm, self._meta
+        while True:
+            t = time.thread_time()
+            records = self._hub.readReady(pcm, meta)
+            self.native_s += time.thread_time() - t
+            if not records:
+                break
+            rows = meta[: records * _FIELDS].reshape(records, _FIELDS)
+            # One copy of this pass's audio; frames are slices of it (read-only use).
+            self._take(rows, pcm[: int(rows[:, 1].sum())].copy())
+            self.records += records
+        self.passes += 1
+        self.cpu_s += time.thread_time() - started
+
+    def _take(self, rows: np.ndarray, audio: Pcm) -> None:
+        """One pass: ``rows`` of [tap id, samples, position, time, ended], their audio in order."""
+        raise NotImplementedError
+
+
+class TapPump(HubPump):
+    """The engine's pump for taps read one by one (``async for frame in tap``)."""
+
+    def _take(self, rows: np.ndarray, audio: Pcm) -> None:
+        taps, at = self._taps, 0
+        for key, n, pos, t0, ended in rows.tolist():
+            tap = taps.get(key)
             if tap is None:
+                at += int(n)
                 continue
             try:
-                frames, ended = self._read(tap)
+                if ended:
+                    del taps[key]
+                    tap._end()
+                    continue
+                n, chunk, rate = int(n), tap.chunk_samples, tap.rate
+                if n == chunk:
+                    tap._deliver(TapFrame(audio[at : at + n], rate, int(pos), t0))
+                else:  # several chunks (a late pass), or the short tail of a closed tap
+                    for off in range(0, n, chunk):
+                        end = min(n, off + chunk)
+                        tap._deliver(TapFrame(audio[at + off : at + end], rate, int(pos) + off, t0 + off / rate))
             except Exception:  # never let one tap stop the others
-                log.exception("reading tap %s of call %s failed", tap.id, tap.call)
-                frames, ended = [], True
-            if ended:
-                del self._taps[key]
-            if frames or ended:
-                tap._deliver(frames, ended)
-
-    def _read(self, tap: Tap) -> tuple[list[TapFrame], bool]:
-        stream, chunk, rate, buf, stamp = tap._stream, tap.chunk_samples, tap.rate, self._buf, self._stamp
-        frames: list[TapFrame] = []
-        while True:
-            n = stream.readNow(buf, stamp, chunk)  # keeps the GIL: a memcpy, no hand-off
-            if n <= 0:
-                return frames, n < 0
-            pos, t0 = stamp.tolist()
-            for off in range(0, n, chunk):
-                pcm = buf[off : min(n, off + chunk)].copy()
-                frames.append(TapFrame(pcm, rate, int(pos) + off, t0 + off / rate))
-            if n < len(buf) - len(buf) % chunk:
-                return frames, False
+                log.exception("delivering audio of tap %s (call %s) failed", tap.id, tap.call)
+            at += n

@@ -24,7 +24,9 @@ from voice.audio import Audio, read_wav, write_wav
 from voice.config import EngineConfig
 from voice.engine import Engine
 from voice.events import CallEnded, EngineEvent, IncomingCall, MediaReady
+from voice.exceptions import TapError
 from voice.tap import Tap, TapFrame
+from voice.tap_group import TapBatch
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +179,8 @@ async def test_taps_attach_and_detach_mid_call(engine: Engine, tmp_path: Path) -
     second = await engine.open_tap(phone.call, chunk_ms=100)
     frames = await collect(second, 1.0)
     assert all(len(f.pcm) == 800 for f, _ in frames) and len(frames) >= 9
-    assert frames[0][0].position == 0  # each tap counts from its own start
+    # Each tap counts from its own start; its first chunk starts on the bridge's chunk grid.
+    assert frames[0][0].position < 800
     ended = await _next_event(engine, CallEnded, phone.call)  # the phone hangs up: the tap ends
     assert ended.status_code == 200
     rest = [f async for f in second]
@@ -201,7 +204,7 @@ async def test_a_stalled_reader_stalls_no_call(engine: Engine, tmp_path: Path) -
     elapsed = time.monotonic() - opened
 
     positions = [f.position for f, _ in frames]
-    assert positions == list(range(0, 320 * len(frames), 320))
+    assert positions[0] < 320 and positions == list(range(positions[0], positions[0] + 320 * len(frames), 320))
     assert len(frames) >= int(3.0 / 0.04) - 3, len(frames)
     assert max(received - f.time for f, received in frames) < 0.25
     s = stuck.stats()
@@ -212,6 +215,56 @@ async def test_a_stalled_reader_stalls_no_call(engine: Engine, tmp_path: Path) -
         report = await phone.report()
         assert report["status_code"] == 200 and report.get("local_hangup"), report
     assert 1.7 <= active_seconds(stuck_phone.heard()) <= 2.3
+
+
+# -- many taps, one reader -----------------------------------------------------------------------
+async def test_a_tap_group_reads_every_call_in_one_batch_per_chunk(engine: Engine, tmp_path: Path) -> None:
+    low = await dial(engine, tmp_path, "f", tone(700, 1.0), hangup_after=4.5)
+    high = await dial(engine, tmp_path, "g", tone(1300, 1.0), hangup_after=6)
+    group = engine.tap_group(chunk_ms=40)
+    taps = {await engine.open_tap(p.call, group=group, speak=False): p for p in (low, high)}
+    by_id = {tap.id: tap for tap in taps}
+    with pytest.raises(TapError):
+        await next(iter(taps)).read()  # a group's tap is read through its group
+
+    batches: list[tuple[TapBatch, float]] = []
+    end = time.monotonic() + 3.0
+    async for batch in group:
+        batches.append((batch, time.monotonic()))
+        if time.monotonic() >= end:
+            break
+    # The taps' chunks are aligned to the bridge's clock: both calls arrive in the same batch.
+    full = [b for b, _ in batches if len(b) == 2]
+    assert len(full) >= len(batches) - 3 and len(batches) <= 3.0 / 0.04 + 5, [len(b) for b, _ in batches]
+    matrix = full[-1].matrix()
+    assert matrix.shape == (2, 320) and matrix.dtype == np.int16
+    assert max(received - float(b.times.min()) for b, received in batches) < 0.25
+    for tap, phone in taps.items():
+        pieces = [(int(p), int(b.starts[i]), int(b.lengths[i]), b) for b, _ in batches
+                  for i, p in enumerate(b.positions) if b.taps[i] == tap.id]
+        positions = [p for p, *_ in pieces]
+        assert positions == list(range(positions[0], positions[0] + 320 * len(positions), 320)), "gap"
+        pcm = np.concatenate([b.pcm[s : s + n] for _, s, n, b in pieces])
+        expected = 700 if phone is low else 1300
+        assert abs(dominant_frequency(Audio(pcm, RATE)) - expected) < 10
+        # frames() gives the same audio, as TapFrames of the group's chunk
+        frames = [f for b, _ in batches for key, f in b.frames() if key == tap.id]
+        assert np.array_equal(np.concatenate([f.pcm for f in frames]), pcm) and frames[0].position == positions[0]
+
+    ended = await _next_event(engine, CallEnded, low.call)  # a call ends: the batch says so
+    assert ended.status_code == 200
+    seen_end = False
+    while not seen_end:
+        batch = await asyncio.wait_for(group.read(), 5)
+        assert batch is not None
+        seen_end = any(by_id[t].call == low.call for t in batch.ended)
+    assert next(t for t in taps if taps[t] is low).closed
+    await group.close()  # closes the remaining tap; the iteration ends after what is queued
+    rest = [b async for b in group]
+    assert all(t.closed for t in taps) and len(rest) <= 60 and await group.read() is None
+    for phone in (low, high):
+        report = await phone.report()
+        assert report["status_code"] == 200, report
 
 
 # -- the native rings on their own -----------------------------------------------------------------

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -88,6 +89,9 @@ struct TapHubState
     std::mutex mu;
     std::condition_variable cv;
     std::vector<int> ready;
+    /* The streams attached with setHub(), for readReady(): the hub owns a reference until a
+     * closed stream is drained (streams only hold a weak one back: no cycle). */
+    std::unordered_map<int, std::shared_ptr<TapState>> members;
     bool woken = false;
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 
@@ -133,6 +137,9 @@ struct TapState
     Ring listen;                    /* put_frame -> application */
     Ring speak;                     /* application -> get_frame */
     double lastPutTime = 0;         /* monotonic time of the newest put_frame */
+    unsigned long long tsHead = 0;  /* the bridge's timestamp of the sample after the newest */
+    bool tsKnown = false;
+    bool alignPending = false;      /* align the listen ring's chunks to the bridge's clock */
     bool closed = false;
     bool speaking = false;          /* a written stream is playing */
     bool ending = false;            /* ...and endWrite() was called */
@@ -144,7 +151,8 @@ struct TapState
     long long speakWritten = 0, speakPlayed = 0, speakDropped = 0, speakOverflows = 0;
     long long speakFlushed = 0, speakUnderflows = 0, speakSilence = 0;
 
-    std::shared_ptr<TapHubState> hub;
+    std::weak_ptr<TapHubState> hub;
+    bool hasHub = false;
     int key = 0;
     long long hubChunk = 1;
     bool posted = false;            /* key is in the hub's ready list and not yet read */
@@ -152,10 +160,27 @@ struct TapState
     long long lastReadPos = 0;
     double lastReadTime = 0;
 
+    /* With mu held: drop the oldest samples up to the next multiple of hubChunk in the
+     * bridge's clock (< one chunk, once, when a hub attaches). Every tap of a hub with the
+     * same chunk size then has a whole chunk on the same bridge tick: one hub pass per chunk
+     * period, not one per 20 ms frame. Read positions show the skip. */
+    void align()
+    {
+        if (!alignPending || !tsKnown)
+            return;
+        const long long fill = listen.fill();
+        const long long tail = (long long)(tsHead % (unsigned long long)hubChunk) - fill;
+        const long long skip = ((-tail) % hubChunk + hubChunk) % hubChunk;
+        if (skip > fill)
+            return;     /* not enough buffered yet: try again on the next frame */
+        listen.tail += skip;
+        alignPending = false;
+    }
+
     /* With mu held: should the hub hear about this stream now? */
     bool shouldPost()
     {
-        if (!hub || posted || (listen.fill() < hubChunk && !closed))
+        if (!hasHub || posted || (listen.fill() < hubChunk && !closed))
             return false;
         posted = true;
         return true;
@@ -184,9 +209,12 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
             st->listenOverflows++;
         }
         st->lastPutTime = now;
+        st->tsHead = frame->timestamp.u64 + n;
+        st->tsKnown = true;
+        st->align();
         wake = st->waiters > 0;
         if (st->shouldPost()) {
-            hub = st->hub;
+            hub = st->hub.lock();
             key = st->key;
         }
     }
@@ -232,6 +260,9 @@ static pj_status_t tap_get_frame(pjmedia_port *port, pjmedia_frame *frame)
 }
 
 /* ---- MediaTapStats / MediaTapHub ---------------------------------------------------- */
+
+static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long chunk,
+                      int timeoutMs, double *stamp);
 
 MediaTapStats::MediaTapStats()
 : clockRate(0), listenSamples(0), listenRead(0), listenDropped(0), listenOverflows(0),
@@ -283,6 +314,65 @@ int MediaTapHub::fileno() const
     return state->efd;
 }
 
+int MediaTapHub::readReady(short *pcmOut, size_t outSamples, double *metaOut, size_t metaCount)
+{
+    if (!pcmOut || !metaOut)
+        return 0;
+    const size_t maxRecords = metaCount / READY_FIELDS;
+    TapHubState *h = state.get();
+    std::vector<std::pair<int, std::shared_ptr<TapState>>> todo;
+    {
+        std::lock_guard<std::mutex> lk(h->mu);
+        const size_t take = std::min(maxRecords, h->ready.size());
+        todo.reserve(take);
+        for (size_t i = 0; i < take; ++i) {
+            auto it = h->members.find(h->ready[i]);
+            if (it != h->members.end())
+                todo.emplace_back(it->first, it->second);
+        }
+        h->ready.erase(h->ready.begin(), h->ready.begin() + (std::ptrdiff_t)take);
+    }
+    size_t used = 0;
+    int records = 0;
+    std::vector<int> leftover;
+    for (auto &item : todo) {
+        TapState *st = item.second.get();
+        const long long chunk = st->hubChunk;
+        double stamp[2] = {0, 0};
+        const size_t room = outSamples - used;
+        if ((long long)room < chunk) {  /* no room for a chunk: the next call takes it */
+            leftover.push_back(item.first);
+            continue;
+        }
+        const int n = readChunks(st, pcmOut + used, room, chunk, 0, stamp);
+        if (n == 0)
+            continue;
+        double *rec = metaOut + (size_t)records * READY_FIELDS;
+        rec[0] = item.first;
+        rec[1] = n > 0 ? n : 0;
+        rec[2] = stamp[0];
+        rec[3] = stamp[1];
+        rec[4] = n < 0 ? 1 : 0;
+        ++records;
+        if (n > 0) {
+            used += (size_t)n;
+        } else {
+            std::lock_guard<std::mutex> lk(h->mu);
+            auto it = h->members.find(item.first);
+            if (it != h->members.end() && it->second.get() == st)
+                h->members.erase(it);
+        }
+    }
+    if (!leftover.empty()) {  /* still posted: back to the front of the list, and wake */
+        {
+            std::lock_guard<std::mutex> lk(h->mu);
+            h->ready.insert(h->ready.begin(), leftover.begin(), leftover.end());
+        }
+        h->signal();
+    }
+    return records;
+}
+
 /* ---- MediaTapStream: any thread ----------------------------------------------------- */
 
 MediaTapStream::MediaTapStream()
@@ -293,15 +383,11 @@ MediaTapStream::~MediaTapStream()
 {
 }
 
-int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
+/* Copy whole chunks of buffered listen samples (see MediaTapStream::read); with stamp, also
+ * store the first sample's position and delivery time. Any thread. */
+static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long chunk,
+                      int timeoutMs, double *stamp)
 {
-    TapState *st = state.get();
-    if (!st)
-        return -1;
-    if (!pcmOut || outSamples == 0)
-        return 0;
-    const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
-                            ? (long long)outSamples : (long long)chunkSamples;
     std::shared_ptr<TapHubState> hub;
     int key = 0;
     int got;
@@ -321,7 +407,7 @@ int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples
         if (fill >= chunk)
             n = std::min(fill, (long long)outSamples) / chunk * chunk;
         else if (st->closed)
-            n = fill;   /* the tail of a closed tap: may be shorter than a chunk */
+            n = std::min(fill, (long long)outSamples);  /* a closed tap's tail: may be short */
         if (n == 0 && st->closed) {
             got = -1;
         } else {
@@ -333,12 +419,16 @@ int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples
                 st->lastReadTime = st->lastPutTime - (double)(back * st->spf) / st->rate;
                 st->listen.pop(pcmOut, (size_t)n);
                 st->listenRead += n;
+                if (stamp) {
+                    stamp[0] = (double)st->lastReadPos;
+                    stamp[1] = st->lastReadTime;
+                }
             }
             got = (int)n;
         }
         st->posted = false;
         if (st->shouldPost()) {
-            hub = st->hub;
+            hub = st->hub.lock();
             key = st->key;
         }
     }
@@ -347,16 +437,30 @@ int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples
     return got;
 }
 
+int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
+{
+    TapState *st = state.get();
+    if (!st)
+        return -1;
+    if (!pcmOut || outSamples == 0)
+        return 0;
+    const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
+                            ? (long long)outSamples : (long long)chunkSamples;
+    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, NULL);
+}
+
 int MediaTapStream::readNow(short *pcmOut, size_t outSamples, double *stampOut,
                             size_t stampCount, unsigned chunkSamples)
 {
-    int n = read(pcmOut, outSamples, chunkSamples, 0);
-    if (n > 0 && stampOut && stampCount >= 2) {
-        std::lock_guard<std::mutex> lk(state->mu);
-        stampOut[0] = (double)state->lastReadPos;
-        stampOut[1] = state->lastReadTime;
-    }
-    return n;
+    TapState *st = state.get();
+    if (!st)
+        return -1;
+    if (!pcmOut || outSamples == 0)
+        return 0;
+    const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
+                            ? (long long)outSamples : (long long)chunkSamples;
+    return readChunks(st, pcmOut, outSamples, chunk, 0,
+                      (stampOut && stampCount >= 2) ? stampOut : NULL);
 }
 
 long long MediaTapStream::lastReadPosition() const
@@ -440,12 +544,19 @@ void MediaTapStream::setHub(const MediaTapHub &hub, int key, unsigned chunkSampl
     TapState *st = state.get();
     if (!st)
         return;
+    {
+        std::lock_guard<std::mutex> lk(hub.state->mu);
+        hub.state->members[key] = state;
+    }
     bool post;
     {
         std::lock_guard<std::mutex> lk(st->mu);
         st->hub = hub.state;
+        st->hasHub = true;
         st->key = key;
         st->hubChunk = chunkSamples ? chunkSamples : 1;
+        st->alignPending = st->hubChunk > 1;
+        st->align();
         st->posted = false;
         post = st->shouldPost();
     }
@@ -574,7 +685,7 @@ void MediaTap::close()
         state->speaking = false;
         state->posted = false;
         if (state->shouldPost()) {
-            hub = state->hub;
+            hub = state->hub.lock();
             key = state->key;
         }
     }

@@ -119,6 +119,21 @@ public:
      */
     int fileno() const;
 
+    /**
+     * Read every stream whose key is ready, in one call, without blocking: for each, the whole
+     * chunks it holds (the chunkSamples given to setHub) go into pcmOut one after the other,
+     * and a record of READY_FIELDS doubles goes into metaOut:
+     *   [key, samples, position of the first sample, its monotonic time, 1 if the stream has
+     *    closed and is drained (samples 0; the hub then forgets it) else 0].
+     * Returns the number of records. Keys that did not fit (pcmOut or metaOut full) stay
+     * ready for the next call. This is what an event loop serving many taps calls once per
+     * wake-up: one binding call and one copy per tick instead of one per tap.
+     */
+    int readReady(short *pcmOut, size_t outSamples, double *metaOut, size_t metaCount);
+
+    /** Doubles per readReady() record. */
+    static const int READY_FIELDS = 5;
+
 private:
     friend class MediaTapStream;
     std::shared_ptr<TapHubState> state;
@@ -178,7 +193,10 @@ public:
 
     /**
      * Post this stream's key to hub whenever at least chunkSamples are buffered for reading
-     * (and when the tap closes). Replaces any earlier hub.
+     * (and when the tap closes). Replaces any earlier hub. The listen ring first drops its
+     * oldest samples up to the next multiple of chunkSamples in the bridge's clock (less than
+     * a chunk, once): every tap of the hub with that chunk size is then ready on the same
+     * bridge tick, so one wake-up serves them all.
      */
     void setHub(const MediaTapHub &hub, int key, unsigned chunkSamples);
 

@@ -33,8 +33,10 @@
 %feature("nothread") callcenter::MediaTapStream::isClosed;
 %feature("nothread") callcenter::MediaTapHub::wake;
 %feature("nothread") callcenter::MediaTapHub::fileno;
+%feature("nothread") callcenter::MediaTapHub::readReady;
 %pybuffer_mutable_binary(short *pcmOut, size_t outSamples);  // read(), readNow()
 %pybuffer_mutable_binary(double *stampOut, size_t stampCount);  // readNow(): float64[2]
+%pybuffer_mutable_binary(double *metaOut, size_t metaCount);  // MediaTapHub::readReady()
 %pybuffer_binary(const short *pcmIn, size_t inSamples);
 
 %include "media_tap.hpp"

@@ -1,0 +1,171 @@
+"""Many taps, one reader: every tap's audio of a bridge tick as one batch of numpy arrays.
+
+A reader per tap (``async for frame in tap``) costs one coroutine wake-up, one future and a
+few Python objects per chunk of every call: about 5-10 microseconds, which for a tap on each
+of hundreds of calls is more CPU than the calls themselves (bench/tap.py). Work that looks at
+every call at once (level meters, silence and talk-over detection, a recognizer pool fed from
+one place) reads a ``TapGroup`` instead::
+
+    group = engine.tap_group(chunk_ms=40)
+    tap = await engine.open_tap(call, group=group)       # for each call, whenever
+    async for batch in group:                            # one TapBatch per bridge tick
+        levels = np.abs(batch.matrix()).mean(axis=1)     # vectorized over the calls
+        for tap_id, frame in batch.frames():             # or call by call
+            ...
+
+A batch is built from the native pass without a Python object per chunk. Taps of a group keep
+their own ``write``/``flush``/``stats``/``close``; reading them one by one raises ``TapError``.
+A reader that falls behind loses the group's oldest batches (``TapGroup.batches_dropped``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import Pcm
+from .tap import HubPump, Tap, TapFrame
+
+_PASSES_PER_S = 50  # the bridge ticks every 20 ms: at most one pass per tick
+
+
+@dataclass(frozen=True, slots=True)
+class TapBatch:
+    """The chunks a group's taps delivered in one pass, in parallel arrays (one entry each).
+
+    An entry is one chunk, or several in a row from one tap if the loop was late, or the short
+    tail of a tap that closed. ``ended`` lists the taps that closed and are now drained.
+    """
+
+    rate: int
+    chunk_samples: int
+    pcm: Pcm  # every entry's samples, one after the other (read-only use)
+    taps: np.ndarray  # int64 tap id of each entry
+    starts: np.ndarray  # int64 offset of each entry in pcm
+    lengths: np.ndarray  # int64 samples of each entry
+    positions: np.ndarray  # int64 index of the entry's first sample since its tap opened
+    times: np.ndarray  # float64 time.monotonic() at which the bridge delivered that sample
+    ended: tuple[int, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.taps)
+
+    def matrix(self) -> np.ndarray:
+        """The entries as rows of a (entries, chunk_samples) view when every entry is one chunk.
+
+        Raises ValueError otherwise (a late pass or a closed tap's tail): use ``frames()``.
+        """
+        if len(self.lengths) and not (self.lengths == self.chunk_samples).all():
+            raise ValueError("entries of unequal length in this batch: use frames()")
+        return self.pcm[: len(self.taps) * self.chunk_samples].reshape(len(self.taps), self.chunk_samples)
+
+    def frames(self) -> Iterator[tuple[int, TapFrame]]:
+        """Each chunk as ``(tap id, TapFrame)``, split to ``chunk_samples``."""
+        chunk, rate = self.chunk_samples, self.rate
+        rows = zip(self.taps.tolist(), self.starts.tolist(), self.lengths.tolist(),
+                   self.positions.tolist(), self.times.tolist(), strict=True)
+        for tap, start, n, pos, t0 in rows:
+            for off in range(0, n, chunk):
+                end = min(n, off + chunk)
+                yield tap, TapFrame(self.pcm[start + off : start + end], rate, pos + off, t0 + off / rate)
+
+
+class TapGroup:
+    """Taps read together: ``async for batch in group``. Made by ``Engine.tap_group``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rate: int, chunk_ms: int, max_pending_s: float) -> None:
+        self.rate = rate
+        self.chunk_ms = chunk_ms
+        self.chunk_samples = max(1, rate * chunk_ms // 1000)
+        self.batches_dropped = 0
+        self._loop = loop
+        self._pump = _GroupPump(loop, self)
+        self._batches: collections.deque[TapBatch] = collections.deque()
+        self._max_batches = max(1, int(max_pending_s * _PASSES_PER_S))
+        self._waiter: asyncio.Future[TapBatch] | None = None
+        self._closed = False
+
+    @property
+    def taps(self) -> dict[int, Tap]:
+        """The group's open taps by id."""
+        return dict(self._pump._taps)
+
+    def __aiter__(self) -> TapGroup:
+        return self
+
+    def __anext__(self) -> asyncio.Future[TapBatch]:
+        if self._batches:
+            done = self._loop.create_future()
+            done.set_result(self._batches.popleft())
+            return done
+        if self._closed:
+            raise StopAsyncIteration
+        if self._waiter is not None and not self._waiter.done():
+            raise RuntimeError("this TapGroup already has a reader waiting")
+        self._waiter = self._loop.create_future()
+        return self._waiter
+
+    async def read(self) -> TapBatch | None:
+        """The next batch; None once the group is closed and drained."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    async def close(self) -> None:
+        """Close every tap of the group, then end the iteration (after what is queued)."""
+        await asyncio.gather(*(tap.close() for tap in list(self._pump._taps.values())))
+        await self._stop()
+
+    async def _stop(self) -> None:  # also Engine.stop(), once every tap has left the bridge
+        if not self._closed:
+            await self._pump.stop()
+            self._closed = True
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(StopAsyncIteration())
+
+    # -- called by the pump ----------------------------------------------------------------------
+    def _add(self, tap: Tap) -> Tap:
+        return self._pump.add(tap)
+
+    def _deliver(self, batch: TapBatch) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(batch)
+                return
+        self._batches.append(batch)
+        if len(self._batches) > self._max_batches:
+            self._batches.popleft()
+            self.batches_dropped += 1
+
+
+class _GroupPump(HubPump):
+    def __init__(self, loop: asyncio.AbstractEventLoop, group: TapGroup) -> None:
+        super().__init__(loop)
+        self._group = group
+
+    def _take(self, rows: np.ndarray, audio: Pcm) -> None:
+        keys = rows[:, 0].astype(np.int64)
+        lengths = rows[:, 1].astype(np.int64)
+        ended: tuple[int, ...] = ()
+        if rows[:, 4].any():  # taps that closed: end them, keep only entries with audio
+            done = rows[:, 4] != 0
+            ended = tuple(int(k) for k in keys[done])
+            for key in ended:
+                tap = self._taps.pop(key, None)
+                if tap is not None:
+                    tap._end()
+            keep = ~done
+            rows, keys, lengths = rows[keep], keys[keep], lengths[keep]
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        group = self._group
+        group._deliver(TapBatch(group.rate, group.chunk_samples, audio, keys, starts, lengths,
+                                rows[:, 2].astype(np.int64), rows[:, 3].copy(), ended))
