@@ -184,7 +184,8 @@ async def serve(args: argparse.Namespace) -> None:
         if line == "taps off":
             stats = [t.stats() for t in taps.values()]
             pump = groups[0]._pump if groups else eng._tap_pump
-            pumped = {"passes": pump.passes, "records": pump.records, "cpu_s": round(pump.cpu_s, 3), "native_s": round(pump.native_s, 3)} if pump else {}
+            pumped = {"passes": pump.passes, "records": pump.records, "cpu_s": round(pump.cpu_s, 3),
+                      "native_s": round(pump.native_s, 3)} if pump else {}
             await asyncio.gather(*(t.close() for t in taps.values()))
             for group in groups:
                 await group.close()
@@ -398,7 +399,16 @@ def run(args: argparse.Namespace) -> int:
               "per tap, no taps, one TapGroup reader; then no taps", flush=True)
         time.sleep(3)
         pid = server.proc.pid
-        bases: list[float] = [window(pid, args.phase_s)]
+        base_threads: list[dict[str, float]] = []
+
+        def base_window() -> float:
+            before = server.ask("threads")
+            cores = window(pid, args.phase_s)
+            after = server.ask("threads")
+            base_threads.append({k: round(after[k] - before.get(k, 0), 2) for k in after})
+            return cores
+
+        bases: list[float] = [base_window()]
         runs: dict[str, list[dict[str, Any]]] = {"each": [], "group": []}
         for _ in range(args.rounds):
             for mode in ("each", "group"):
@@ -409,7 +419,7 @@ def run(args: argparse.Namespace) -> int:
                 th1 = server.ask("threads")
                 res = server.ask("taps off")
                 time.sleep(2)
-                bases.append(window(pid, args.phase_s))
+                bases.append(base_window())
                 runs[mode].append({"cores": cores, "base": (bases[-2] + bases[-1]) / 2, "res": res,
                                    "threads": {k: round(th1[k] - th0.get(k, 0), 2) for k in th1}})
         server.ask("hangup")
@@ -440,9 +450,6 @@ def run(args: argparse.Namespace) -> int:
         pcts = [100 * (r["cores"] - r["base"]) / r["base"] for r in rs]
         extra_ms = [1000 * (r["cores"] - r["base"]) * 60 / args.calls for r in rs]
         up = [x for r in rs for x in pair(phone_out["sent"], r["res"]["probe_heard"])]
-        if os.environ.get("DEBUGP"):
-            hs = [x for r in rs for x in r["res"]["probe_heard"]]; print(mode, "sent", [round(x % 100, 3) for x in phone_out["sent"] if hs and hs[0] - 1 < x < hs[-1] + 1])
-            print(mode, "heard", [round(x % 100, 3) for r in rs for x in r["res"]["probe_heard"]][:40])
         down = [x for r in rs for x in pair(r["res"]["probe_sent"], phone_out["heard"])]
         delays = [x for r in rs for x in r["res"]["delays"]]
         m = result[mode] = {
@@ -472,8 +479,10 @@ def run(args: argparse.Namespace) -> int:
         pu = rs[-1]["res"]["pump"]
         print(f"  tap pump (whole tapped period): {pu.get('passes')} passes, {pu.get('records')} tap reads, "
               f"{pu.get('cpu_s')} CPU s, native {pu.get('native_s')}")
-        busy = {k: v for k, v in rs[-1]["threads"].items() if v > 0.01}
-        print("  engine threads, CPU s in the last window:", ", ".join(f"{k} {v}" for k, v in busy.items()))
+        last = rs[-1]["threads"]
+        print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
+              ", ".join(f"{k} {v} ({base_threads[-2 if mode == 'group' else -3].get(k, 0)})"
+                        for k, v in last.items() if v > 0.01))
         ok = ok and ok_up and ok_down
     out = BENCH / "results" / "tap.json"
     out.parent.mkdir(exist_ok=True)

@@ -180,9 +180,12 @@ class _EngineCore:
 
     def _close_call(self, call: pj_objects.Call, code: int, reason: str) -> None:
         self.calls.pop(call.handle, None)
-        paths = tuple(call.recorders)
+        paths = ((call.port_recording,) if call.port_recording else ()) + tuple(call.recorders)
         # Dropped after this callback returns; dropping a recorder closes its WAV with a valid header.
         self._graveyard.extend(call.players.values())
+        if call.port is not None:  # (it records and may feed a tap)
+            self._graveyard.append(call.port)
+            call.port = None
         self._graveyard.extend(call.recorders.values())
         call.players.clear()
         call.recorders.clear()
@@ -235,7 +238,16 @@ class _EngineCore:
         call = self._call(handle)
         if call.audio is None:
             raise EngineError(f"call {handle} has no active audio yet")
-        rec = pj.AudioMediaRecorder()
+        if call.port is None:  # the call's own port records it; a tap may read it later
+            port = pj.MediaTap()
+            port.createPort(self.config.clock_rate, _TAP_FRAME_MS)
+            call.audio.startTransmit(port)
+            call.port = port
+        if not call.port_recording:
+            call.port.startRecording(path)
+            call.port_recording = path
+            return
+        rec = pj.AudioMediaRecorder()  # a second recording of the same call
         rec.createRecorder(path)
         call.audio.startTransmit(rec)
         call.recorders[path] = rec
@@ -244,19 +256,32 @@ class _EngineCore:
         call = self._call(handle)
         if call.audio is None:
             raise EngineError(f"call {handle} has no active audio yet")
+        tap_id = self._next_tap
+        self._next_tap += 1
+        if listen and call.port is not None and not call.port_tap:
+            # The recording port already hears the call: read its frames (no new bridge port).
+            stream = call.port.openStream(buffer_ms)
+            if speak:
+                call.port.startTransmit(call.audio)
+            call.port_tap, call.port_speaks = tap_id, speak
+            return tap_id, stream
         tap = pj.MediaTap()  # the project's own port: native/pjsua2/tap/media_tap.hpp
         tap.createTap(self.config.clock_rate, _TAP_FRAME_MS, buffer_ms)
         if listen:
             call.audio.startTransmit(tap)
         if speak:
             tap.startTransmit(call.audio)
-        tap_id = self._next_tap
-        self._next_tap += 1
         call.taps[tap_id] = tap
         return tap_id, tap.getStream()
 
     def close_tap(self, tap_id: int) -> bool:
         for call in self.calls.values():
+            if call.port_tap == tap_id:  # the recording goes on
+                if call.port_speaks and call.audio is not None:
+                    call.port.stopTransmit(call.audio)
+                call.port.closeStream()
+                call.port_tap, call.port_speaks = 0, False
+                return True
             tap = call.taps.pop(tap_id, None)
             if tap is not None:
                 tap.close()  # leaves the bridge now; the pump then reports the end
@@ -403,7 +428,10 @@ class Engine:
         is written. ``buffer_ms`` bounds each native ring, ``max_pending_s`` the frames waiting
         for a slow reader. The tap closes by itself when the call ends or the engine stops.
         With ``group`` (see ``tap_group``), the group's reader gets its audio, in the group's
-        chunks, instead of the tap's own iterator.
+        chunks, instead of the tap's own iterator. On a recorded call the first listening tap
+        reads the recording port's frames (no second bridge port). A call that nothing listens
+        to (no recording, no tap) is not read by the bridge meanwhile: its jitter buffer fills,
+        and a tap attached later starts about half a second behind, catching up over seconds.
         """
         if group is not None and group not in self._tap_groups:
             raise TapError("that TapGroup belongs to another engine")

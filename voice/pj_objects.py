@@ -95,8 +95,14 @@ class Call(pj.Call):
         self.ended = False
         self.local_hangup = False
         self.players: dict[int, Player] = {}
-        self.recorders: dict[str, Any] = {}
-        self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap
+        self.recorders: dict[str, Any] = {}  # path -> pj.AudioMediaRecorder (recordings after the first)
+        self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap of its own
+        # The call's own port (pj.MediaTap): it records the call, and the first listening tap
+        # reads the same frames from it instead of adding a port to the bridge.
+        self.port: Any = None
+        self.port_recording = ""  # its recording's path
+        self.port_tap = 0  # the tap reading it (0: none)
+        self.port_speaks = False  # ...which is also connected to the call's ear
 
     @guarded
     def onCallState(self, prm: Any) -> None:

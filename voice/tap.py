@@ -11,13 +11,17 @@ plays what the application writes into another. This module is its asyncio face:
     await tap.close()                  # or it closes when the call ends / the engine stops
 
 Threads: the ``MediaTap`` itself lives on the engine thread (created, connected and destroyed
-there). Its rings are read on the event loop by one ``TapPump`` per engine: a native
-``MediaTapHub`` signals an eventfd when a first tap has a whole chunk buffered (one signal per
-bridge tick, not per tap), and the pump reads every ready tap in one pass, ~2 ms later, with
-non-blocking memcpys. No thread hand-off and no asyncio call per frame. The media clock never
-waits on Python: the native rings are bounded, drop their oldest audio when full and play
-silence when empty, counting both (``Tap.stats()``). A consumer that stops reading only loses
-its own oldest frames (``TapStats.frames_dropped``); other calls are unaffected.
+there). Its rings are read on the event loop by one ``TapPump`` per engine: the chunks of every
+tap are aligned to the bridge's clock, a native ``MediaTapHub`` signals an eventfd when the
+first of a tick's taps has its chunk, and 2 ms later the pump reads them all with one binding
+call (``HubPump``). No thread hand-off and no binding call per tap. The media clock never waits on
+Python: the native rings are bounded, drop their oldest audio when full and play silence when
+empty, counting both (``Tap.stats()``). A consumer that stops reading only loses its own oldest
+frames (``TapStats.frames_dropped``); other calls are unaffected.
+
+A recorded call already has a port of ours on the bridge (``Engine.record``): the first
+listening tap reads that port's frames instead of adding a port. For a tap on every call, one
+reader for all of them (``voice.tap_group``) costs a fraction of a coroutine per tap.
 """
 
 from __future__ import annotations
@@ -255,13 +259,14 @@ class Tap:
 
 
 class HubPump:
-    """One native ``MediaTapHub`` on the event loop: reads its ready taps once per bridge tick.
+    """One native ``MediaTapHub`` on the event loop: reads its ready taps once per chunk period.
 
-    No thread: the hub's eventfd wakes the loop when a first tap has a chunk ready; the pump then
-    waits ``_GATHER_S`` so that the rest of that tick's taps are ready too, and reads them all
-    with one binding call (``MediaTapHub.readReady``) into one buffer. What happens to that pass
-    is ``_take``'s business: ``TapPump`` hands frames to each tap's reader, ``voice.tap_group``
-    hands the whole pass to one reader.
+    No thread: the taps' chunks are aligned to the bridge's clock, so all of them are ready on
+    the same tick. The hub's eventfd wakes the loop when the first one is; the pump waits
+    ``_GATHER_S`` for the rest of the tick and reads them all with one binding call
+    (``MediaTapHub.readReady``) into one buffer. What happens to that pass is ``_take``'s
+    business: ``TapPump`` hands frames to each tap's reader, ``voice.tap_group`` hands the
+    whole pass to one reader.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -217,6 +217,35 @@ async def test_a_stalled_reader_stalls_no_call(engine: Engine, tmp_path: Path) -
     assert 1.7 <= active_seconds(stuck_phone.heard()) <= 2.3
 
 
+# -- a recorded call: the tap reads the recorder's own frames ------------------------------------
+async def test_a_tap_on_a_recorded_call_reads_exactly_what_is_recorded(engine: Engine, tmp_path: Path) -> None:
+    noise = (np.random.default_rng(7).standard_normal(RATE * 6) * 3000).clip(-32000, 32000).astype(np.int16)
+    phone = await dial(engine, tmp_path, "h", Audio(noise, RATE), hangup_after=4.5)
+    recording = tmp_path / "h-recorded.wav"
+    await engine.record(phone.call, str(recording))
+    await asyncio.sleep(0.5)
+    tap = await engine.open_tap(phone.call, chunk_ms=40, speak=False)
+    frames = await collect(tap, 1.5)
+    await tap.close()  # the recording goes on
+    again = await engine.open_tap(phone.call, chunk_ms=40)  # and the next tap reads it too
+    more = await collect(again, 0.5)
+    ended = await _next_event(engine, CallEnded, phone.call)
+    assert ended.recordings == (str(recording),)
+    more += [(f, 0.0) async for f in again]  # the call ended: the tap ends after what it holds
+    assert again.closed
+
+    recorded = read_wav(recording).samples
+    assert abs(len(recorded) / RATE - 4.0) < 0.6, len(recorded) / RATE
+    for got in (frames, more):
+        pcm = np.concatenate([f.pcm for f, _ in got])
+        assert len(pcm) >= 0.8 * RATE * (1.5 if got is frames else 0.5)
+        windows = np.lib.stride_tricks.sliding_window_view(recorded, 320)
+        at = np.flatnonzero((windows == pcm[:320]).all(axis=1))
+        assert len(at) == 1, at  # found once in the recording...
+        assert np.array_equal(recorded[at[0] : at[0] + len(pcm)], pcm)  # ...and all of it, sample for sample
+    await phone.report()
+
+
 # -- many taps, one reader -----------------------------------------------------------------------
 async def test_a_tap_group_reads_every_call_in_one_batch_per_chunk(engine: Engine, tmp_path: Path) -> None:
     low = await dial(engine, tmp_path, "f", tone(700, 1.0), hangup_after=4.5)

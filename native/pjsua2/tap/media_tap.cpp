@@ -119,7 +119,8 @@ struct TapHubState
             ready.push_back(key);
         }
         /* Only the first key wakes the waiter: the others of a tick join it without a
-         * futex call each (a gathering waiter sleeps on `woken` alone). */
+         * futex call each (a gathering waiter sleeps on `woken` alone, an event loop waits
+         * a moment before reading). */
         if (first) {
             cv.notify_one();
             signal();
@@ -187,12 +188,31 @@ struct TapState
     }
 };
 
+/* The port's side: which tap state it currently feeds, and its recording. mu is held by the
+ * media clock for a pointer copy and the WAV writer's put_frame (a memcpy, a file write
+ * every few frames), and by the engine thread to swap either; never by application threads. */
+struct PortState
+{
+    std::mutex mu;
+    std::shared_ptr<TapState> listener;   /* the open stream, or none */
+    pjmedia_port *wav = NULL;             /* the recording, or none */
+};
+
 /* ---- the pjmedia port: media clock thread ------------------------------------------- */
 
 static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
 {
-    TapState *st = static_cast<TapState *>(port->port_data.pdata);
-    if (frame->type != PJMEDIA_FRAME_TYPE_AUDIO || frame->buf == NULL || frame->size < 2)
+    PortState *ps = static_cast<PortState *>(port->port_data.pdata);
+    std::shared_ptr<TapState> sp;
+    {
+        std::lock_guard<std::mutex> lk(ps->mu);
+        if (ps->wav)
+            pjmedia_port_put_frame(ps->wav, frame);
+        if (ps->listener)
+            sp = ps->listener;
+    }
+    TapState *st = sp.get();
+    if (!st || frame->type != PJMEDIA_FRAME_TYPE_AUDIO || frame->buf == NULL || frame->size < 2)
         return PJ_SUCCESS;
     const size_t n = frame->size / sizeof(short);
     const double now = monotonicNow();
@@ -227,8 +247,19 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
 
 static pj_status_t tap_get_frame(pjmedia_port *port, pjmedia_frame *frame)
 {
-    TapState *st = static_cast<TapState *>(port->port_data.pdata);
+    PortState *ps = static_cast<PortState *>(port->port_data.pdata);
+    std::shared_ptr<TapState> sp;
+    {
+        std::lock_guard<std::mutex> lk(ps->mu);
+        sp = ps->listener;
+    }
+    TapState *st = sp.get();
     const size_t need = frame->size / sizeof(short);
+    if (!st) {
+        frame->type = PJMEDIA_FRAME_TYPE_NONE;
+        frame->size = 0;
+        return PJ_SUCCESS;
+    }
     std::lock_guard<std::mutex> lk(st->mu);
     const long long avail = st->speak.fill();
     if (need == 0 || frame->buf == NULL || (avail == 0 && !st->speaking) || st->closed) {
@@ -607,7 +638,31 @@ bool MediaTapStream::isClosed() const
 
 /* ---- MediaTap: engine thread -------------------------------------------------------- */
 
-MediaTap::MediaTap() : pool(NULL), port(NULL)
+/* Mark a stream's state closed and tell its hub (any thread but the media clock's). */
+static void closeState(const std::shared_ptr<TapState> &st)
+{
+    if (!st)
+        return;
+    std::shared_ptr<TapHubState> hub;
+    int key = 0;
+    {
+        std::lock_guard<std::mutex> lk(st->mu);
+        if (st->closed)
+            return;
+        st->closed = true;
+        st->speaking = false;
+        st->posted = false;
+        if (st->shouldPost()) {
+            hub = st->hub.lock();
+            key = st->key;
+        }
+    }
+    st->cv.notify_all();
+    if (hub)
+        hub->post(key);
+}
+
+MediaTap::MediaTap() : pool(NULL), port(NULL), rate(0), spf(0), pstate(std::make_shared<PortState>())
 {
 }
 
@@ -616,30 +671,22 @@ MediaTap::~MediaTap()
     close();
 }
 
-void MediaTap::createTap(unsigned clockRate, unsigned frameMs, unsigned bufferMs)
-    PJSUA2_THROW(pj::Error)
+void MediaTap::createPort(unsigned clockRate, unsigned frameMs) PJSUA2_THROW(pj::Error)
 {
-    if (port != NULL || state)
-        PJSUA2_RAISE_ERROR2(PJ_EEXISTS, "MediaTap::createTap()");
+    if (port != NULL)
+        PJSUA2_RAISE_ERROR2(PJ_EEXISTS, "MediaTap::createPort()");
     if (clockRate < 8000 || clockRate > 192000 || frameMs == 0 || frameMs > 200)
-        PJSUA2_RAISE_ERROR2(PJ_EINVAL, "MediaTap::createTap()");
-
-    std::shared_ptr<TapState> st = std::make_shared<TapState>();
-    st->rate = clockRate;
-    st->spf = clockRate * frameMs / 1000;
-    size_t cap = (size_t)clockRate * bufferMs / 1000;
-    cap = std::max(cap, (size_t)st->spf * 2);
-    st->listen.buf.assign(cap, 0);
-    st->speak.buf.assign(cap, 0);
-
+        PJSUA2_RAISE_ERROR2(PJ_EINVAL, "MediaTap::createPort()");
+    rate = clockRate;
+    spf = clockRate * frameMs / 1000;
     pool = pjsua_pool_create("mediatap", 512, 512);
     if (!pool)
-        PJSUA2_RAISE_ERROR2(PJ_ENOMEM, "MediaTap::createTap()");
+        PJSUA2_RAISE_ERROR2(PJ_ENOMEM, "MediaTap::createPort()");
     port = PJ_POOL_ZALLOC_T(pool, pjmedia_port);
     pj_str_t name = pj_str(const_cast<char *>("tap"));
     pjmedia_port_info_init(&port->info, &name, PJMEDIA_SIG_CLASS_APP('C', 'T', 'P'),
-                           clockRate, 1, 16, st->spf);
-    port->port_data.pdata = st.get();
+                           clockRate, 1, 16, spf);
+    port->port_data.pdata = pstate.get();
     port->put_frame = &tap_put_frame;
     port->get_frame = &tap_get_frame;
     try {
@@ -650,48 +697,115 @@ void MediaTap::createTap(unsigned clockRate, unsigned frameMs, unsigned bufferMs
         port = NULL;
         throw;
     }
-    state = st;
+}
+
+void MediaTap::createTap(unsigned clockRate, unsigned frameMs, unsigned bufferMs)
+    PJSUA2_THROW(pj::Error)
+{
+    createPort(clockRate, frameMs);
+    openStream(bufferMs);
+}
+
+MediaTapStream MediaTap::openStream(unsigned bufferMs) PJSUA2_THROW(pj::Error)
+{
+    if (port == NULL)
+        PJSUA2_RAISE_ERROR2(PJ_EINVALIDOP, "MediaTap::openStream()");
+    std::shared_ptr<TapState> st = std::make_shared<TapState>();
+    st->rate = rate;
+    st->spf = spf;
+    size_t cap = (size_t)rate * bufferMs / 1000;
+    cap = std::max(cap, (size_t)spf * 2);
+    st->listen.buf.assign(cap, 0);
+    st->speak.buf.assign(cap, 0);
+    std::shared_ptr<TapState> old;
+    {
+        std::lock_guard<std::mutex> lk(pstate->mu);
+        old = pstate->listener;
+        pstate->listener = st;
+    }
+    closeState(old);
+    MediaTapStream s;
+    s.state = st;
+    return s;
+}
+
+void MediaTap::closeStream()
+{
+    std::shared_ptr<TapState> old;
+    {
+        std::lock_guard<std::mutex> lk(pstate->mu);
+        old.swap(pstate->listener);
+    }
+    closeState(old);
+}
+
+bool MediaTap::hasStream() const
+{
+    std::lock_guard<std::mutex> lk(pstate->mu);
+    return (bool)pstate->listener;
 }
 
 MediaTapStream MediaTap::getStream() const PJSUA2_THROW(pj::Error)
 {
-    if (!state)
-        PJSUA2_RAISE_ERROR2(PJ_EINVALIDOP, "MediaTap::getStream()");
     MediaTapStream s;
-    s.state = state;
+    {
+        std::lock_guard<std::mutex> lk(pstate->mu);
+        s.state = pstate->listener;
+    }
+    if (!s.state)
+        PJSUA2_RAISE_ERROR2(PJ_EINVALIDOP, "MediaTap::getStream()");
     return s;
+}
+
+void MediaTap::startRecording(const string &path) PJSUA2_THROW(pj::Error)
+{
+    if (port == NULL)
+        PJSUA2_RAISE_ERROR2(PJ_EINVALIDOP, "MediaTap::startRecording()");
+    {
+        std::lock_guard<std::mutex> lk(pstate->mu);
+        if (pstate->wav)
+            PJSUA2_RAISE_ERROR2(PJ_EEXISTS, "MediaTap::startRecording()");
+    }
+    pjmedia_port *wav = NULL;
+    pj_status_t status = pjmedia_wav_writer_port_create(pool, path.c_str(), rate, 1, spf, 16, 0, 0,
+                                                        &wav);
+    if (status != PJ_SUCCESS)
+        PJSUA2_RAISE_ERROR2(status, "MediaTap::startRecording()");
+    std::lock_guard<std::mutex> lk(pstate->mu);
+    pstate->wav = wav;
+}
+
+void MediaTap::stopRecording()
+{
+    pjmedia_port *wav = NULL;
+    {
+        std::lock_guard<std::mutex> lk(pstate->mu);
+        std::swap(wav, pstate->wav);
+    }
+    /* After libDestroy the pool (and the port in it) is gone: nothing left to finish. */
+    if (wav && pjsua_get_state() != PJSUA_STATE_NULL)
+        pjmedia_port_destroy(wav);  /* flushes and writes the WAV header's sizes */
+}
+
+bool MediaTap::isRecording() const
+{
+    std::lock_guard<std::mutex> lk(pstate->mu);
+    return pstate->wav != NULL;
 }
 
 void MediaTap::close()
 {
     if (port != NULL) {
         /* After libDestroy there is no bridge left to leave (and no pool factory). */
-        if (pjsua_get_state() != PJSUA_STATE_NULL) {
+        if (pjsua_get_state() != PJSUA_STATE_NULL)
             unregisterMediaPort();  /* synchronous: no put/get_frame after this */
+        stopRecording();
+        if (pjsua_get_state() != PJSUA_STATE_NULL)
             pj_pool_release(pool);
-        }
         pool = NULL;
         port = NULL;
     }
-    if (!state)
-        return;
-    std::shared_ptr<TapHubState> hub;
-    int key = 0;
-    {
-        std::lock_guard<std::mutex> lk(state->mu);
-        if (state->closed)
-            return;
-        state->closed = true;
-        state->speaking = false;
-        state->posted = false;
-        if (state->shouldPost()) {
-            hub = state->hub.lock();
-            key = state->key;
-        }
-    }
-    state->cv.notify_all();
-    if (hub)
-        hub->post(key);
+    closeStream();
 }
 
 } // namespace callcenter

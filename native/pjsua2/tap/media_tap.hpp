@@ -31,9 +31,11 @@
  *     for the non-blocking ones (a memcpy under the ring's mutex): no GIL hand-off per call.
  *   - MediaTapHub lets one thread serve many taps: a stream attached to a hub posts its key
  *     to the hub when at least one read chunk is buffered (once, until it is read) and when
- *     it closes; hub.wait() returns the keys that are ready. Only the first key posted to an
- *     empty list wakes anybody (a condition variable for wait(), an eventfd for an event
- *     loop), so a bridge tick that readies many taps costs one wake-up, not one per tap.
+ *     it closes; readReady() reads every ready stream in one call, wait() returns their keys.
+ *     Only the first key posted to an empty list wakes anybody (a condition variable for
+ *     wait(), an eventfd for an event loop), so a bridge tick that readies many taps costs
+ *     one wake-up, not one per tap. Chunks are aligned to the bridge's clock (setHub): all
+ *     the taps of a hub with one chunk size are ready on the same tick, once per chunk.
  *
  * OVERFLOW AND UNDERFLOW
  *   - Listen ring full (nobody reads): the oldest samples are dropped to make room for the
@@ -66,6 +68,7 @@ namespace callcenter
 
 struct TapState;
 struct TapHubState;
+struct PortState;
 
 /** A snapshot of a tap's counters (samples unless the name says otherwise). */
 struct MediaTapStats
@@ -214,7 +217,15 @@ private:
     std::shared_ptr<TapState> state;
 };
 
-/** The conference-bridge side of a tap. Engine thread only (see the header comment). */
+/**
+ * The conference-bridge side of a tap: one pjmedia port, the stream it currently feeds (at
+ * most one at a time) and, optionally, a WAV recording of what it hears. Engine thread only
+ * (see the header comment).
+ *
+ * A call's recorder can be a MediaTap (createPort + startRecording): a stream opened on it
+ * later (openStream) reads the same frames the recording gets, without a second bridge port,
+ * whose per-tick mixing costs more than the tap's own ring copy.
+ */
 class MediaTap : public pj::AudioMedia
 {
 public:
@@ -222,28 +233,54 @@ public:
     virtual ~MediaTap();
 
     /**
-     * Create the port and add it to the conference bridge.
+     * Create the port and add it to the conference bridge, with no stream and no recording.
      *
      * @param clockRate  the bridge's clock rate (the endpoint's medConfig.clockRate)
      * @param frameMs    samples per frame of the port, in ms (the bridge's ptime, 20)
-     * @param bufferMs   capacity of each ring, in ms (at least 2 frames)
      */
+    void createPort(unsigned clockRate, unsigned frameMs = 20) PJSUA2_THROW(pj::Error);
+
+    /** createPort() then openStream(bufferMs). */
     void createTap(unsigned clockRate, unsigned frameMs = 20, unsigned bufferMs = 2000)
         PJSUA2_THROW(pj::Error);
 
-    /** A handle on this tap's rings (raises if the tap was not created). */
+    /**
+     * Start a new stream (fresh rings of bufferMs each, at least 2 frames; positions from 0)
+     * and return its handle. A stream already open is closed first (its readers see the end).
+     */
+    MediaTapStream openStream(unsigned bufferMs = 2000) PJSUA2_THROW(pj::Error);
+
+    /** Close the current stream, if any (the port stays, and so does its recording). */
+    void closeStream();
+
+    /** True while a stream is open. */
+    bool hasStream() const;
+
+    /** A handle on the current stream (raises if none is open). */
     MediaTapStream getStream() const PJSUA2_THROW(pj::Error);
 
+    /** Record every frame the port hears into a 16-bit mono WAV file (one at a time). */
+    void startRecording(const std::string &path) PJSUA2_THROW(pj::Error);
+
+    /** Finish the recording (its header gets the final sizes). Idempotent. */
+    void stopRecording();
+
+    /** True while recording. */
+    bool isRecording() const;
+
     /**
-     * Remove the port from the bridge now (the destructor does it otherwise). Streams keep
-     * what is buffered and report the end once it is read. Idempotent.
+     * Remove the port from the bridge now (the destructor does it otherwise), finish the
+     * recording and close the stream; streams keep what is buffered and report the end once
+     * it is read. Idempotent.
      */
     void close();
 
 private:
     pj_pool_t *pool;
     pjmedia_port *port;
-    std::shared_ptr<TapState> state;
+    unsigned rate;
+    unsigned spf;
+    std::shared_ptr<PortState> pstate;
 
     MediaTap(const MediaTap &);
     MediaTap &operator=(const MediaTap &);
