@@ -468,29 +468,28 @@ static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long 
     return got;
 }
 
-int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
+/* read() and readNow(): chunkSamples 0 or too large means one chunk of outSamples. */
+static int readStream(TapState *st, short *pcmOut, size_t outSamples, unsigned chunkSamples,
+                      int timeoutMs, double *stamp)
 {
-    TapState *st = state.get();
     if (!st)
         return -1;
     if (!pcmOut || outSamples == 0)
         return 0;
     const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
                             ? (long long)outSamples : (long long)chunkSamples;
-    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, NULL);
+    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, stamp);
+}
+
+int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
+{
+    return readStream(state.get(), pcmOut, outSamples, chunkSamples, timeoutMs, NULL);
 }
 
 int MediaTapStream::readNow(short *pcmOut, size_t outSamples, double *stampOut,
                             size_t stampCount, unsigned chunkSamples)
 {
-    TapState *st = state.get();
-    if (!st)
-        return -1;
-    if (!pcmOut || outSamples == 0)
-        return 0;
-    const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
-                            ? (long long)outSamples : (long long)chunkSamples;
-    return readChunks(st, pcmOut, outSamples, chunk, 0,
+    return readStream(state.get(), pcmOut, outSamples, chunkSamples, 0,
                       (stampOut && stampCount >= 2) ? stampOut : NULL);
 }
 
