@@ -184,8 +184,7 @@ async def serve(args: argparse.Namespace) -> None:
         if line == "taps off":
             stats = [t.stats() for t in taps.values()]
             pump = groups[0]._pump if groups else eng._tap_pump
-            pumped = {"passes": pump.passes, "records": pump.records, "cpu_s": round(pump.cpu_s, 3),
-                      "native_s": round(pump.native_s, 3)} if pump else {}
+            pumped = {"passes": pump.passes, "records": pump.records, "cpu_s": round(pump.cpu_s, 3)} if pump else {}
             await asyncio.gather(*(t.close() for t in taps.values()))
             for group in groups:
                 await group.close()
@@ -478,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
               f"dropped: {m['dropped_samples']} samples, {m['dropped_frames']} frames")
         pu = rs[-1]["res"]["pump"]
         print(f"  tap pump (whole tapped period): {pu.get('passes')} passes, {pu.get('records')} tap reads, "
-              f"{pu.get('cpu_s')} CPU s, native {pu.get('native_s')}")
+              f"{pu.get('cpu_s')} CPU s")
         last = rs[-1]["threads"]
         print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
               ", ".join(f"{k} {v} ({base_threads[-2 if mode == 'group' else -3].get(k, 0)})"

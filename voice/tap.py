@@ -32,9 +32,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import pjsua2 as pj
@@ -48,6 +48,7 @@ _PASS_SAMPLES = 64000  # samples per readReady call: e.g. 200 taps x 40 ms at 8 
 _PASS_RECORDS = 1024  # taps per readReady call
 _FIELDS = pj.MediaTapHub.READY_FIELDS  # key, samples, position, time, ended
 _GATHER_S = 0.002  # after a first tap is ready, gather the rest of the bridge's tick (one pass)
+T = TypeVar("T")
 
 
 class TapFrame(NamedTuple):
@@ -65,6 +66,62 @@ class TapFrame(NamedTuple):
     @property
     def end_position(self) -> int:
         return self.position + len(self.pcm)
+
+
+def split_frames(audio: Pcm, start: int, n: int, chunk: int, rate: int, pos: int, t0: float) -> Iterator[TapFrame]:
+    """``audio[start : start + n]``, one tap's samples from ``pos`` (delivered at ``t0``), as
+    frames of ``chunk`` samples (the last one shorter if ``n`` is not a multiple)."""
+    for off in range(0, n, chunk):
+        yield TapFrame(audio[start + off : start + min(n, off + chunk)], rate, pos + off, t0 + off / rate)
+
+
+class Handoff(Generic[T]):
+    """Items for one reader on the event loop, handed over without a coroutine per item.
+
+    ``next()`` is an ``__anext__``: a reader that has to wait awaits the very future ``put``
+    resolves with its item. Otherwise items queue, at most ``limit``: a reader that falls
+    behind loses the oldest ones (``dropped``). After ``end()`` the queue drains, then stops.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int, owner: str) -> None:
+        self.items: collections.deque[T] = collections.deque()
+        self.limit = max(1, limit)
+        self.dropped = 0
+        self.ended = False
+        self._loop = loop
+        self._owner = owner
+        self._waiter: asyncio.Future[T] | None = None
+
+    def next(self) -> asyncio.Future[T]:
+        if self.items:
+            done = self._loop.create_future()
+            done.set_result(self.items.popleft())
+            return done
+        if self.ended:
+            raise StopAsyncIteration
+        if self._waiter is not None and not self._waiter.done():
+            raise RuntimeError(f"{self._owner} already has a reader waiting")
+        self._waiter = self._loop.create_future()
+        return self._waiter
+
+    def put(self, item: T) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # (a cancelled reader leaves a cancelled future)
+                waiter.set_result(item)
+                return
+        items = self.items
+        items.append(item)
+        if len(items) > self.limit:
+            items.popleft()
+            self.dropped += 1
+
+    def end(self) -> None:
+        self.ended = True
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(StopAsyncIteration())
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +173,8 @@ class Tap:
         self.chunk_samples = max(1, self.rate * chunk_ms // 1000)
         self._stream = stream  # pjsua2.MediaTapStream: safe on any thread, outlives the tap
         self._closer = closer
-        self._frames: collections.deque[TapFrame] = collections.deque()
-        self._max_frames = max(1, int(max_pending_s * self.rate / self.chunk_samples))
-        self._frames_dropped = 0
-        self._loop = asyncio.get_running_loop()
-        self._waiter: asyncio.Future[TapFrame] | None = None  # a reader waiting: the pump fills it
-        self._ended = False
+        max_frames = int(max_pending_s * self.rate / self.chunk_samples)
+        self._frames: Handoff[TapFrame] = Handoff(asyncio.get_running_loop(), max_frames, f"tap {tap_id}")
         self._ended_evt = asyncio.Event()
 
     # -- hearing the call -----------------------------------------------------------------------
@@ -129,21 +182,10 @@ class Tap:
         return self
 
     def __anext__(self) -> asyncio.Future[TapFrame]:
-        # Not a coroutine: a reader that has to wait awaits the very future the pump resolves
-        # with its frame (one future per frame, no coroutine frames): the per-frame cost of a
-        # tap on every call is mostly here.
+        # Not a coroutine (see Handoff): the per-frame cost of a tap on every call is mostly here.
         if self.group is not None:
             raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
-        if self._frames:
-            done = self._loop.create_future()
-            done.set_result(self._frames.popleft())
-            return done
-        if self._ended:
-            raise StopAsyncIteration
-        if self._waiter is not None and not self._waiter.done():
-            raise RuntimeError(f"tap {self.id} already has a reader waiting")
-        self._waiter = self._loop.create_future()
-        return self._waiter
+        return self._frames.next()
 
     async def read(self) -> TapFrame | None:
         """The next chunk of what the call says; None once the tap is closed and drained."""
@@ -154,8 +196,8 @@ class Tap:
 
     def read_nowait(self) -> list[TapFrame]:
         """Every frame already delivered (possibly none), oldest first."""
-        frames = list(self._frames)
-        self._frames.clear()
+        frames = list(self._frames.items)
+        self._frames.items.clear()
         return frames
 
     # -- speaking into the call -----------------------------------------------------------------
@@ -202,14 +244,14 @@ class Tap:
     @property
     def closed(self) -> bool:
         """True once the tap has left the bridge and every frame was delivered to this object."""
-        return self._ended
+        return self._frames.ended
 
     async def wait_closed(self) -> None:
         await self._ended_evt.wait()
 
     async def close(self) -> None:
         """Detach the tap from its call (the call goes on). Frames already read stay readable."""
-        if not self._ended:
+        if not self._frames.ended:
             with contextlib.suppress(EngineStopped):  # stopping: Engine.stop() ends every tap
                 await self._closer(self.id)
             await self._ended_evt.wait()
@@ -223,7 +265,7 @@ class Tap:
             dropped=s.listenDropped,
             overflows=s.listenOverflows,
             buffered=s.listenBuffered,
-            frames_dropped=self._frames_dropped,
+            frames_dropped=self._frames.dropped,
             written=s.speakWritten,
             played=s.speakPlayed,
             write_dropped=s.speakDropped,
@@ -237,25 +279,9 @@ class Tap:
         )
 
     # -- called by the pump, on the event loop --------------------------------------------------
-    def _deliver(self, frame: TapFrame) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():  # (a cancelled reader leaves a cancelled future)
-                waiter.set_result(frame)
-                return
-        frames = self._frames
-        frames.append(frame)
-        if len(frames) > self._max_frames:  # the consumer fell behind: drop its oldest frame
-            frames.popleft()
-            self._frames_dropped += 1
-
     def _end(self) -> None:
-        self._ended = True
+        self._frames.end()
         self._ended_evt.set()
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(StopAsyncIteration())
 
 
 class HubPump:
@@ -277,7 +303,6 @@ class HubPump:
         self._scheduled = False
         self.passes = self.records = 0  # what the pump did, and its CPU time on the loop thread
         self.cpu_s = 0.0
-        self.native_s = 0.0
         self._pcm = np.empty(_PASS_SAMPLES, dtype=np.int16)  # scratch for one pass
         self._meta = np.empty(_PASS_RECORDS * _FIELDS, dtype=np.float64)
         if self._fd < 0:
@@ -310,12 +335,7 @@ class HubPump:
         self._scheduled = False
         started = time.thread_time()
         pcm, meta = self._pcm, self._meta
-        while True:
-            t = time.thread_time()
-            records = self._hub.readReady(pcm, meta)
-            self.native_s += time.thread_time() - t
-            if not records:
-                break
+        while records := self._hub.readReady(pcm, meta):
             rows = meta[: records * _FIELDS].reshape(records, _FIELDS)
             # One copy of this pass's audio; frames are slices of it (read-only use).
             self._take(rows, pcm[: int(rows[:, 1].sum())].copy())
@@ -343,13 +363,12 @@ class TapPump(HubPump):
                     del taps[key]
                     tap._end()
                     continue
-                n, chunk, rate = int(n), tap.chunk_samples, tap.rate
+                n, chunk, put = int(n), tap.chunk_samples, tap._frames.put
                 if n == chunk:
-                    tap._deliver(TapFrame(audio[at : at + n], rate, int(pos), t0))
+                    put(TapFrame(audio[at : at + n], tap.rate, int(pos), t0))
                 else:  # several chunks (a late pass), or the short tail of a closed tap
-                    for off in range(0, n, chunk):
-                        end = min(n, off + chunk)
-                        tap._deliver(TapFrame(audio[at + off : at + end], rate, int(pos) + off, t0 + off / rate))
+                    for frame in split_frames(audio, at, n, chunk, tap.rate, int(pos), t0):
+                        put(frame)
             except Exception:  # never let one tap stop the others
                 log.exception("delivering audio of tap %s (call %s) failed", tap.id, tap.call)
             at += n

@@ -21,14 +21,13 @@ A reader that falls behind loses the group's oldest batches (``TapGroup.batches_
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from .audio import Pcm
-from .tap import HubPump, Tap, TapFrame
+from .tap import Handoff, HubPump, Tap, TapFrame, split_frames
 
 _PASSES_PER_S = 50  # the bridge ticks every 20 ms: at most one pass per tick
 
@@ -65,13 +64,11 @@ class TapBatch:
 
     def frames(self) -> Iterator[tuple[int, TapFrame]]:
         """Each chunk as ``(tap id, TapFrame)``, split to ``chunk_samples``."""
-        chunk, rate = self.chunk_samples, self.rate
         rows = zip(self.taps.tolist(), self.starts.tolist(), self.lengths.tolist(),
                    self.positions.tolist(), self.times.tolist(), strict=True)
         for tap, start, n, pos, t0 in rows:
-            for off in range(0, n, chunk):
-                end = min(n, off + chunk)
-                yield tap, TapFrame(self.pcm[start + off : start + end], rate, pos + off, t0 + off / rate)
+            for frame in split_frames(self.pcm, start, n, self.chunk_samples, self.rate, pos, t0):
+                yield tap, frame
 
 
 class TapGroup:
@@ -81,13 +78,13 @@ class TapGroup:
         self.rate = rate
         self.chunk_ms = chunk_ms
         self.chunk_samples = max(1, rate * chunk_ms // 1000)
-        self.batches_dropped = 0
-        self._loop = loop
         self._pump = _GroupPump(loop, self)
-        self._batches: collections.deque[TapBatch] = collections.deque()
-        self._max_batches = max(1, int(max_pending_s * _PASSES_PER_S))
-        self._waiter: asyncio.Future[TapBatch] | None = None
-        self._closed = False
+        self._batches: Handoff[TapBatch] = Handoff(loop, int(max_pending_s * _PASSES_PER_S), "this TapGroup")
+
+    @property
+    def batches_dropped(self) -> int:
+        """Batches dropped because the reader fell behind."""
+        return self._batches.dropped
 
     @property
     def taps(self) -> dict[int, Tap]:
@@ -98,16 +95,7 @@ class TapGroup:
         return self
 
     def __anext__(self) -> asyncio.Future[TapBatch]:
-        if self._batches:
-            done = self._loop.create_future()
-            done.set_result(self._batches.popleft())
-            return done
-        if self._closed:
-            raise StopAsyncIteration
-        if self._waiter is not None and not self._waiter.done():
-            raise RuntimeError("this TapGroup already has a reader waiting")
-        self._waiter = self._loop.create_future()
-        return self._waiter
+        return self._batches.next()
 
     async def read(self) -> TapBatch | None:
         """The next batch; None once the group is closed and drained."""
@@ -122,28 +110,13 @@ class TapGroup:
         await self._stop()
 
     async def _stop(self) -> None:  # also Engine.stop(), once every tap has left the bridge
-        if not self._closed:
+        if not self._batches.ended:
             await self._pump.stop()
-            self._closed = True
-            waiter, self._waiter = self._waiter, None
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(StopAsyncIteration())
+            self._batches.end()
 
     # -- called by the pump ----------------------------------------------------------------------
     def _add(self, tap: Tap) -> Tap:
         return self._pump.add(tap)
-
-    def _deliver(self, batch: TapBatch) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(batch)
-                return
-        self._batches.append(batch)
-        if len(self._batches) > self._max_batches:
-            self._batches.popleft()
-            self.batches_dropped += 1
 
 
 class _GroupPump(HubPump):
@@ -167,5 +140,5 @@ class _GroupPump(HubPump):
         starts = np.zeros(len(lengths), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
         group = self._group
-        group._deliver(TapBatch(group.rate, group.chunk_samples, audio, keys, starts, lengths,
+        group._batches.put(TapBatch(group.rate, group.chunk_samples, audio, keys, starts, lengths,
                                 rows[:, 2].astype(np.int64), rows[:, 3].copy(), ended))

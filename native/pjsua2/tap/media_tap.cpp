@@ -87,12 +87,10 @@ struct Ring
 struct TapHubState
 {
     std::mutex mu;
-    std::condition_variable cv;
     std::vector<int> ready;
     /* The streams attached with setHub(), for readReady(): the hub owns a reference until a
      * closed stream is drained (streams only hold a weak one back: no cycle). */
     std::unordered_map<int, std::shared_ptr<TapState>> members;
-    bool woken = false;
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 
     ~TapHubState()
@@ -118,13 +116,10 @@ struct TapHubState
             first = ready.empty();
             ready.push_back(key);
         }
-        /* Only the first key wakes the waiter: the others of a tick join it without a
-         * futex call each (a gathering waiter sleeps on `woken` alone, an event loop waits
-         * a moment before reading). */
-        if (first) {
-            cv.notify_one();
+        /* Only the first key wakes the reader (it waits a moment before reading): the
+         * others of a tick join it without a system call each. */
+        if (first)
             signal();
-        }
     }
 };
 
@@ -311,35 +306,6 @@ MediaTapHub::~MediaTapHub()
 {
 }
 
-std::vector<int> MediaTapHub::wait(int timeoutMs, int gatherMs)
-{
-    std::vector<int> out;
-    TapHubState *h = state.get();
-    std::unique_lock<std::mutex> lk(h->mu);
-    auto ready = [h] { return !h->ready.empty() || h->woken; };
-    if (timeoutMs < 0)
-        h->cv.wait(lk, ready);
-    else if (timeoutMs > 0)
-        h->cv.wait_for(lk, std::chrono::milliseconds(timeoutMs), ready);
-    if (gatherMs > 0 && !h->ready.empty() && !h->woken) {
-        auto woken = [h] { return h->woken; };
-        h->cv.wait_for(lk, std::chrono::milliseconds(gatherMs), woken);
-    }
-    out.swap(h->ready);
-    h->woken = false;
-    return out;
-}
-
-void MediaTapHub::wake()
-{
-    {
-        std::lock_guard<std::mutex> lk(state->mu);
-        state->woken = true;
-    }
-    state->cv.notify_all();
-    state->signal();
-}
-
 int MediaTapHub::fileno() const
 {
     return state->efd;
@@ -468,29 +434,16 @@ static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long 
     return got;
 }
 
-/* read() and readNow(): chunkSamples 0 or too large means one chunk of outSamples. */
-static int readStream(TapState *st, short *pcmOut, size_t outSamples, unsigned chunkSamples,
-                      int timeoutMs, double *stamp)
+int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
 {
+    TapState *st = state.get();
     if (!st)
         return -1;
     if (!pcmOut || outSamples == 0)
         return 0;
     const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
                             ? (long long)outSamples : (long long)chunkSamples;
-    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, stamp);
-}
-
-int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
-{
-    return readStream(state.get(), pcmOut, outSamples, chunkSamples, timeoutMs, NULL);
-}
-
-int MediaTapStream::readNow(short *pcmOut, size_t outSamples, double *stampOut,
-                            size_t stampCount, unsigned chunkSamples)
-{
-    return readStream(state.get(), pcmOut, outSamples, chunkSamples, 0,
-                      (stampOut && stampCount >= 2) ? stampOut : NULL);
+    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, NULL);
 }
 
 long long MediaTapStream::lastReadPosition() const
@@ -559,14 +512,6 @@ long long MediaTapStream::speakBuffered() const
         return 0;
     std::lock_guard<std::mutex> lk(state->mu);
     return state->speak.fill();
-}
-
-long long MediaTapStream::listenBuffered() const
-{
-    if (!state)
-        return 0;
-    std::lock_guard<std::mutex> lk(state->mu);
-    return state->listen.fill();
 }
 
 void MediaTapStream::setHub(const MediaTapHub &hub, int key, unsigned chunkSamples)
@@ -738,12 +683,6 @@ void MediaTap::closeStream()
     closeState(old);
 }
 
-bool MediaTap::hasStream() const
-{
-    std::lock_guard<std::mutex> lk(pstate->mu);
-    return (bool)pstate->listener;
-}
-
 MediaTapStream MediaTap::getStream() const PJSUA2_THROW(pj::Error)
 {
     MediaTapStream s;
@@ -784,12 +723,6 @@ void MediaTap::stopRecording()
     /* After libDestroy the pool (and the port in it) is gone: nothing left to finish. */
     if (wav && pjsua_get_state() != PJSUA_STATE_NULL)
         pjmedia_port_destroy(wav);  /* flushes and writes the WAV header's sizes */
-}
-
-bool MediaTap::isRecording() const
-{
-    std::lock_guard<std::mutex> lk(pstate->mu);
-    return pstate->wav != NULL;
 }
 
 void MediaTap::close()

@@ -26,15 +26,14 @@
  *     report the end). Its copies share one state (std::shared_ptr). One reader and one
  *     writer at a time per tap are expected (the read position bookkeeping is per tap).
  *   - The SWIG binding is built with -threads: the GIL is released around the calls that may
- *     block (read() with a timeout, MediaTapHub::wait(), and MediaTap's bridge operations),
+ *     block (read() with a timeout, and MediaTap's bridge operations),
  *     so a blocking read on a worker thread does not stall Python. media_tap.i keeps the GIL
  *     for the non-blocking ones (a memcpy under the ring's mutex): no GIL hand-off per call.
  *   - MediaTapHub lets one thread serve many taps: a stream attached to a hub posts its key
  *     to the hub when at least one read chunk is buffered (once, until it is read) and when
- *     it closes; readReady() reads every ready stream in one call, wait() returns their keys.
- *     Only the first key posted to an empty list wakes anybody (a condition variable for
- *     wait(), an eventfd for an event loop), so a bridge tick that readies many taps costs
- *     one wake-up, not one per tap. Chunks are aligned to the bridge's clock (setHub): all
+ *     it closes; readReady() reads every ready stream in one call. Only the first key posted
+ *     to an empty list signals the hub's eventfd, so a bridge tick that readies many taps
+ *     costs one wake-up, not one per tap. Chunks are aligned to the bridge's clock (setHub): all
  *     the taps of a hub with one chunk size are ready on the same tick, once per chunk.
  *
  * OVERFLOW AND UNDERFLOW
@@ -102,22 +101,9 @@ public:
     ~MediaTapHub();
 
     /**
-     * Block up to timeoutMs (0: do not block, negative: no limit) until a stream attached to
-     * this hub has a chunk ready or has closed, and return the keys of those streams (the
-     * list is emptied; a key may appear twice). Returns an empty list on timeout or after
-     * wake(). With gatherMs > 0, once a first key is there, keep gathering for gatherMs more:
-     * the bridge feeds every port within one clock tick, so a wait of a millisecond or two
-     * collects every tap of that tick in one wake-up instead of one wake-up per tap.
-     */
-    std::vector<int> wait(int timeoutMs, int gatherMs = 0);
-
-    /** Make the current (or next) wait() return at once. */
-    void wake();
-
-    /**
      * A file descriptor (Linux eventfd) that becomes readable when a first key is posted to
-     * an empty ready list or wake() is called: an event loop can watch it (asyncio's
-     * add_reader), drain it (read 8 bytes) and call wait(0) instead of blocking a thread.
+     * an empty ready list: an event loop can watch it (asyncio's add_reader), drain it (read
+     * 8 bytes) and call readReady() instead of blocking a thread.
      * Owned by the hub; -1 if it could not be created.
      */
     int fileno() const;
@@ -159,16 +145,6 @@ public:
      */
     int read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs);
 
-    /**
-     * read() that never blocks, for a thread or event loop that serves many taps, and that
-     * also stores lastReadPosition() and lastReadTime() in stampOut[0] and stampOut[1] when
-     * stampCount >= 2 (one call per tap and pass). The binding keeps the GIL during this call
-     * (as for every non-blocking method here): it only takes the ring's mutex for a memcpy,
-     * and releasing and re-taking the GIL would cost more than that.
-     */
-    int readNow(short *pcmOut, size_t outSamples, double *stampOut, size_t stampCount,
-                unsigned chunkSamples);
-
     /** Index of the first sample of the last read() that copied anything. */
     long long lastReadPosition() const;
 
@@ -190,9 +166,6 @@ public:
 
     /** Samples waiting in the speak ring (for pacing a writer). */
     long long speakBuffered() const;
-
-    /** Samples waiting in the listen ring. */
-    long long listenBuffered() const;
 
     /**
      * Post this stream's key to hub whenever at least chunkSamples are buffered for reading
@@ -253,9 +226,6 @@ public:
     /** Close the current stream, if any (the port stays, and so does its recording). */
     void closeStream();
 
-    /** True while a stream is open. */
-    bool hasStream() const;
-
     /** A handle on the current stream (raises if none is open). */
     MediaTapStream getStream() const PJSUA2_THROW(pj::Error);
 
@@ -264,9 +234,6 @@ public:
 
     /** Finish the recording (its header gets the final sizes). Idempotent. */
     void stopRecording();
-
-    /** True while recording. */
-    bool isRecording() const;
 
     /**
      * Remove the port from the bridge now (the destructor does it otherwise), finish the

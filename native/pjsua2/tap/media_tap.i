@@ -19,23 +19,19 @@
 // The module is built with -threads (GIL released around every call). Non-blocking calls that
 // only take a ring's mutex for a memcpy keep the GIL: no GIL hand-off per 20 ms of audio. The
 // C++ side never calls into Python, so holding the GIL there cannot deadlock.
-%feature("nothread") callcenter::MediaTapStream::readNow;
 %feature("nothread") callcenter::MediaTapStream::lastReadPosition;
 %feature("nothread") callcenter::MediaTapStream::lastReadTime;
 %feature("nothread") callcenter::MediaTapStream::write;
 %feature("nothread") callcenter::MediaTapStream::endWrite;
 %feature("nothread") callcenter::MediaTapStream::flushSpeak;
 %feature("nothread") callcenter::MediaTapStream::speakBuffered;
-%feature("nothread") callcenter::MediaTapStream::listenBuffered;
 %feature("nothread") callcenter::MediaTapStream::setHub;
 %feature("nothread") callcenter::MediaTapStream::getStats;
 %feature("nothread") callcenter::MediaTapStream::getClockRate;
 %feature("nothread") callcenter::MediaTapStream::isClosed;
-%feature("nothread") callcenter::MediaTapHub::wake;
 %feature("nothread") callcenter::MediaTapHub::fileno;
 %feature("nothread") callcenter::MediaTapHub::readReady;
-%pybuffer_mutable_binary(short *pcmOut, size_t outSamples);  // read(), readNow()
-%pybuffer_mutable_binary(double *stampOut, size_t stampCount);  // readNow(): float64[2]
+%pybuffer_mutable_binary(short *pcmOut, size_t outSamples);  // read(), MediaTapHub::readReady()
 %pybuffer_mutable_binary(double *metaOut, size_t metaCount);  // MediaTapHub::readReady()
 %pybuffer_binary(const short *pcmIn, size_t inSamples);
 
