@@ -163,8 +163,9 @@ async def serve(args: argparse.Namespace) -> None:
     async def command(line: str) -> dict[str, Any]:
         if line == "status":
             return {"media": len(media)}
-        if line == "threads":  # CPU seconds per thread, Python threads by name
-            return thread_cpu()
+        if line == "threads":  # CPU seconds per thread, Python threads by name; the active pump's counters
+            pump = groups[0]._pump if groups else eng._tap_pump
+            return {**thread_cpu(), **({"pump passes": pump.passes, "pump records": pump.records} if pump else {})}
         if line in ("taps each", "taps group"):  # a reader per tap, or one TapGroup for all
             group = eng.tap_group(chunk_ms=args.chunk_ms) if line == "taps group" else None
             for call in sorted(media):
@@ -183,8 +184,6 @@ async def serve(args: argparse.Namespace) -> None:
             return {"taps": len(taps)}
         if line == "taps off":
             stats = [t.stats() for t in taps.values()]
-            pump = groups[0]._pump if groups else eng._tap_pump
-            pumped = {"passes": pump.passes, "records": pump.records, "cpu_s": round(pump.cpu_s, 3)} if pump else {}
             await asyncio.gather(*(t.close() for t in taps.values()))
             for group in groups:
                 await group.close()
@@ -197,7 +196,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "frames_dropped": sum(s.frames_dropped for s in stats),
                 "heard_samples": sum(s.heard for s in stats),
                 "underflows": sum(s.underflows for s in stats),
-                "pump": pumped, "delays": delays[:], "probe_heard": heard_onsets[:], "probe_sent": sent_bursts[:],
+                "delays": delays[:], "probe_heard": heard_onsets[:], "probe_sent": sent_bursts[:],
             }
             for kept in (delays, heard_onsets, sent_bursts):
                 kept.clear()
@@ -404,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
             before = server.ask("threads")
             cores = window(pid, args.phase_s)
             after = server.ask("threads")
-            base_threads.append({k: round(after[k] - before.get(k, 0), 2) for k in after})
+            base_threads.append({k: round(after[k] - before.get(k, 0), 2) for k in after if not k.startswith("pump ")})
             return cores
 
         bases: list[float] = [base_window()]
@@ -419,8 +418,10 @@ def run(args: argparse.Namespace) -> int:
                 res = server.ask("taps off")
                 time.sleep(2)
                 bases.append(base_window())
+                threads = {k: round(th1[k] - th0.get(k, 0), 2) for k in th1 if not k.startswith("pump ")}
+                pump = {k[5:]: th1[k] - th0.get(k, 0) for k in th1 if k.startswith("pump ")}
                 runs[mode].append({"cores": cores, "base": (bases[-2] + bases[-1]) / 2, "res": res,
-                                   "threads": {k: round(th1[k] - th0.get(k, 0), 2) for k in th1}})
+                                   "threads": threads, "pump": pump})
         server.ask("hangup")
         sipp_rc = sipp.wait(60)
         phone_out = json.loads(probe.communicate(timeout=30)[0].decode().strip().splitlines()[-1])
@@ -458,7 +459,7 @@ def run(args: argparse.Namespace) -> int:
             "reader_delivery_delay": summary(delays),
             "dropped_samples": sum(r["res"]["dropped"] for r in rs),
             "dropped_frames": sum(r["res"]["frames_dropped"] for r in rs),
-            "thread_cpu_s": [r["threads"] for r in rs], "pump": [r["res"]["pump"] for r in rs],
+            "thread_cpu_s": [r["threads"] for r in rs], "pump": [r["pump"] for r in rs],
         }
         ok_cpu = m["extra_cpu_pct_median"] < 10
         ok_up = bool(up) and statistics.median(up) < 0.06
@@ -475,9 +476,9 @@ def run(args: argparse.Namespace) -> int:
         d = m["reader_delivery_delay"]
         print(f"  reader delivery (bridge -> reader): median {d.get('median_ms')} ms, p95 {d.get('p95_ms')} ms; "
               f"dropped: {m['dropped_samples']} samples, {m['dropped_frames']} frames")
-        pu = rs[-1]["res"]["pump"]
-        print(f"  tap pump (whole tapped period): {pu.get('passes')} passes, {pu.get('records')} tap reads, "
-              f"{pu.get('cpu_s')} CPU s")
+        pu = rs[-1]["pump"]
+        print(f"  tap pump (last window): {pu.get('passes', 0) / args.phase_s:.1f} passes/s, "
+              f"{pu.get('records', 0) / max(1, pu.get('passes', 0)):.0f} taps per pass")
         last = rs[-1]["threads"]
         print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
               ", ".join(f"{k} {v} ({base_threads[-2 if mode == 'group' else -3].get(k, 0)})"

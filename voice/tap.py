@@ -12,8 +12,8 @@ plays what the application writes into another. This module is its asyncio face:
 
 Threads: the ``MediaTap`` itself lives on the engine thread (created, connected and destroyed
 there). Its rings are read on the event loop by one ``TapPump`` per engine: the chunks of every
-tap are aligned to the bridge's clock, a native ``MediaTapHub`` signals an eventfd when the
-first of a tick's taps has its chunk, and 2 ms later the pump reads them all with one binding
+tap are aligned to the bridge's clock, and a native ``MediaTapHub`` signals an eventfd once
+the bridge tick that readied them is complete; the pump then reads them all with one binding
 call (``HubPump``). No thread hand-off and no binding call per tap. The media clock never waits on
 Python: the native rings are bounded, drop their oldest audio when full and play silence when
 empty, counting both (``Tap.stats()``). A consumer that stops reading only loses its own oldest
@@ -31,7 +31,7 @@ import collections
 import contextlib
 import logging
 import os
-import time
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -44,10 +44,10 @@ from .exceptions import EngineStopped, TapError
 
 log = logging.getLogger("voice.tap")
 
-_PASS_SAMPLES = 64000  # samples per readReady call: e.g. 200 taps x 40 ms at 8 kHz, with room
-_PASS_RECORDS = 1024  # taps per readReady call
-_FIELDS = pj.MediaTapHub.READY_FIELDS  # key, samples, position, time, ended
-_GATHER_S = 0.002  # after a first tap is ready, gather the rest of the bridge's tick (one pass)
+_PASS_MIN, _PASS_MAX = 16000, 1 << 20  # samples a pass may read (it sizes itself from the last one)
+_PASS_RECORDS = 64  # taps a pass may read, at first (it sizes itself from the last one)
+_POOL = 8  # pass buffers kept for reuse: a buffer is reused once no frame or batch refers to it
+_FIELDS = pj.MediaTapHub.READY_FIELDS  # key, offset, samples, position, time (ns), ended
 T = TypeVar("T")
 
 
@@ -78,7 +78,7 @@ def split_frames(audio: Pcm, start: int, n: int, chunk: int, rate: int, pos: int
 class Handoff(Generic[T]):
     """Items for one reader on the event loop, handed over without a coroutine per item.
 
-    ``next()`` is an ``__anext__``: a reader that has to wait awaits the very future ``put``
+    ``next()`` is its ``__anext__``: a reader that has to wait awaits the very future ``put``
     resolves with its item. Otherwise items queue, at most ``limit``: a reader that falls
     behind loses the oldest ones (``dropped``). After ``end()`` the queue drains, then stops.
     """
@@ -92,6 +92,9 @@ class Handoff(Generic[T]):
         self._owner = owner
         self._waiter: asyncio.Future[T] | None = None
 
+    def __aiter__(self) -> Handoff[T]:
+        return self
+
     def next(self) -> asyncio.Future[T]:
         if self.items:
             done = self._loop.create_future()
@@ -103,6 +106,8 @@ class Handoff(Generic[T]):
             raise RuntimeError(f"{self._owner} already has a reader waiting")
         self._waiter = self._loop.create_future()
         return self._waiter
+
+    __anext__ = next  # `async for item in handoff`, with no frame in between
 
     def put(self, item: T) -> None:
         waiter = self._waiter
@@ -178,11 +183,14 @@ class Tap:
         self._ended_evt = asyncio.Event()
 
     # -- hearing the call -----------------------------------------------------------------------
-    def __aiter__(self) -> Tap:
-        return self
+    def __aiter__(self) -> Handoff[TapFrame]:
+        # The frames' own hand-off (see Handoff): no Python frame of ours between the reader and
+        # its next chunk, the per-frame cost that dominates a tap on every call.
+        if self.group is not None:
+            raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
+        return self._frames
 
     def __anext__(self) -> asyncio.Future[TapFrame]:
-        # Not a coroutine (see Handoff): the per-frame cost of a tap on every call is mostly here.
         if self.group is not None:
             raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
         return self._frames.next()
@@ -288,11 +296,10 @@ class HubPump:
     """One native ``MediaTapHub`` on the event loop: reads its ready taps once per chunk period.
 
     No thread: the taps' chunks are aligned to the bridge's clock, so all of them are ready on
-    the same tick. The hub's eventfd wakes the loop when the first one is; the pump waits
-    ``_GATHER_S`` for the rest of the tick and reads them all with one binding call
-    (``MediaTapHub.readReady``) into one buffer. What happens to that pass is ``_take``'s
-    business: ``TapPump`` hands frames to each tap's reader, ``voice.tap_group`` hands the
-    whole pass to one reader.
+    the same tick. The hub's eventfd wakes the loop once that tick is complete, and the pump
+    reads them all with one binding call (``MediaTapHub.readReady``) into one fresh buffer that
+    the frames then share. What happens to that pass is ``_take``'s business: ``TapPump``
+    hands frames to each tap's reader, ``voice.tap_group`` hands the whole pass to one reader.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -300,11 +307,10 @@ class HubPump:
         self._hub = pj.MediaTapHub()
         self._fd: int = self._hub.fileno()
         self._taps: dict[int, Tap] = {}
-        self._scheduled = False
-        self.passes = self.records = 0  # what the pump did, and its CPU time on the loop thread
-        self.cpu_s = 0.0
-        self._pcm = np.empty(_PASS_SAMPLES, dtype=np.int16)  # scratch for one pass
-        self._meta = np.empty(_PASS_RECORDS * _FIELDS, dtype=np.float64)
+        self.passes = self.records = 0  # what the pump did
+        self._room = _PASS_MIN  # samples the next pass reads at most: twice the last pass
+        self._room_records = _PASS_RECORDS  # ...and taps
+        self._pool: list[Pcm] = []  # pass buffers, reused when nothing refers to them any more
         if self._fd < 0:
             raise TapError("cannot create the tap hub's eventfd")
         loop.add_reader(self._fd, self._on_signal)
@@ -319,32 +325,48 @@ class HubPump:
     async def stop(self) -> None:
         """Deliver what the (already closed) taps still hold and end every reader."""
         self._loop.remove_reader(self._fd)
-        self._pump()
+        while self._pump():
+            pass
         for tap in list(self._taps.values()):  # not reported closed: the engine is gone anyway
             tap._end()
         self._taps.clear()
 
     def _on_signal(self) -> None:
         with contextlib.suppress(BlockingIOError):
-            os.read(self._fd, 8)  # level-triggered: drain now, read the taps a moment later
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_later(_GATHER_S, self._pump)
+            os.read(self._fd, 8)  # level-triggered: drain it, then read every ready tap
+        self._pump()
 
-    def _pump(self) -> None:
-        self._scheduled = False
-        started = time.thread_time()
-        pcm, meta = self._pcm, self._meta
-        while records := self._hub.readReady(pcm, meta):
+    def _pump(self) -> int:
+        """One pass: read every ready tap (what does not fit is signalled again); their count."""
+        pcm = self._buffer()
+        meta = np.empty(self._room_records * _FIELDS, dtype=np.int64)  # the pass's rows: kept by _take
+        records = self._hub.readReady(pcm, meta)
+        if records:
             rows = meta[: records * _FIELDS].reshape(records, _FIELDS)
-            # One copy of this pass's audio; frames are slices of it (read-only use).
-            self._take(rows, pcm[: int(rows[:, 1].sum())].copy())
+            used = int(rows[-1, 1]) + int(rows[-1, 2])
+            self._room = min(_PASS_MAX, max(_PASS_MIN, 2 * used))
+            self._room_records = max(_PASS_RECORDS, 2 * records)
+            self._take(rows, pcm[:used])
             self.records += records
         self.passes += 1
-        self.cpu_s += time.thread_time() - started
+        return records
+
+    def _buffer(self) -> Pcm:
+        """A buffer of ``_room`` samples for a pass: a pooled one that no frame or batch refers
+        to any more (the same few buffers pass after pass stay in the CPU's caches)."""
+        for buf in self._pool:
+            if len(buf) >= self._room and sys.getrefcount(buf) == 3:  # the pool, buf, the argument
+                return buf
+        buf = np.empty(self._room, dtype=np.int16)
+        if len(self._pool) < _POOL:
+            self._pool.append(buf)
+        else:  # readers keep many passes: replace the oldest (frames keep it alive as long as they need)
+            self._pool = [*self._pool[1:], buf]
+        return buf
 
     def _take(self, rows: np.ndarray, audio: Pcm) -> None:
-        """One pass: ``rows`` of [tap id, samples, position, time, ended], their audio in order."""
+        """One pass: int64 ``rows`` of [tap id, offset in audio, samples, position, time in ns,
+        ended], ``audio`` the samples of all of them."""
         raise NotImplementedError
 
 
@@ -352,23 +374,19 @@ class TapPump(HubPump):
     """The engine's pump for taps read one by one (``async for frame in tap``)."""
 
     def _take(self, rows: np.ndarray, audio: Pcm) -> None:
-        taps, at = self._taps, 0
-        for key, n, pos, t0, ended in rows.tolist():
+        taps = self._taps
+        for key, at, n, pos, t_ns, ended in rows.tolist():
             tap = taps.get(key)
             if tap is None:
-                at += int(n)
                 continue
             try:
                 if ended:
                     del taps[key]
                     tap._end()
-                    continue
-                n, chunk, put = int(n), tap.chunk_samples, tap._frames.put
-                if n == chunk:
-                    put(TapFrame(audio[at : at + n], tap.rate, int(pos), t0))
+                elif n == tap.chunk_samples:
+                    tap._frames.put(TapFrame(audio[at : at + n], tap.rate, pos, t_ns * 1e-9))
                 else:  # several chunks (a late pass), or the short tail of a closed tap
-                    for frame in split_frames(audio, at, n, chunk, tap.rate, int(pos), t0):
-                        put(frame)
+                    for frame in split_frames(audio, at, n, tap.chunk_samples, tap.rate, pos, t_ns * 1e-9):
+                        tap._frames.put(frame)
             except Exception:  # never let one tap stop the others
                 log.exception("delivering audio of tap %s (call %s) failed", tap.id, tap.call)
-            at += n

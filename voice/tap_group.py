@@ -34,40 +34,60 @@ _PASSES_PER_S = 50  # the bridge ticks every 20 ms: at most one pass per tick
 
 @dataclass(frozen=True, slots=True)
 class TapBatch:
-    """The chunks a group's taps delivered in one pass, in parallel arrays (one entry each).
+    """The chunks a group's taps delivered in one pass, as parallel arrays (one entry each).
 
     An entry is one chunk, or several in a row from one tap if the loop was late, or the short
-    tail of a tap that closed. ``ended`` lists the taps that closed and are now drained.
+    tail of a tap that closed. ``ended`` lists the taps that closed and are now drained. The
+    arrays are views of one int64 table (``rows``): read them, do not write them.
     """
 
     rate: int
     chunk_samples: int
     pcm: Pcm  # every entry's samples, one after the other (read-only use)
-    taps: np.ndarray  # int64 tap id of each entry
-    starts: np.ndarray  # int64 offset of each entry in pcm
-    lengths: np.ndarray  # int64 samples of each entry
-    positions: np.ndarray  # int64 index of the entry's first sample since its tap opened
-    times: np.ndarray  # float64 time.monotonic() at which the bridge delivered that sample
+    rows: np.ndarray  # int64 (entries, 6): tap id, start, length, position, time in ns, ended
     ended: tuple[int, ...] = ()
 
     def __len__(self) -> int:
-        return len(self.taps)
+        return len(self.rows)
+
+    @property
+    def taps(self) -> np.ndarray:
+        """Tap id of each entry."""
+        return self.rows[:, 0]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Offset of each entry in ``pcm``."""
+        return self.rows[:, 1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Samples of each entry."""
+        return self.rows[:, 2]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Index of each entry's first sample since its tap opened."""
+        return self.rows[:, 3]
+
+    @property
+    def times(self) -> np.ndarray:
+        """time.monotonic() at which the bridge delivered each entry's first sample (float64)."""
+        return self.rows[:, 4] * 1e-9
 
     def matrix(self) -> np.ndarray:
         """The entries as rows of a (entries, chunk_samples) view when every entry is one chunk.
 
         Raises ValueError otherwise (a late pass or a closed tap's tail): use ``frames()``.
         """
-        if len(self.lengths) and not (self.lengths == self.chunk_samples).all():
+        if len(self.rows) and not (self.rows[:, 2] == self.chunk_samples).all():
             raise ValueError("entries of unequal length in this batch: use frames()")
-        return self.pcm[: len(self.taps) * self.chunk_samples].reshape(len(self.taps), self.chunk_samples)
+        return self.pcm[: len(self.rows) * self.chunk_samples].reshape(len(self.rows), self.chunk_samples)
 
     def frames(self) -> Iterator[tuple[int, TapFrame]]:
         """Each chunk as ``(tap id, TapFrame)``, split to ``chunk_samples``."""
-        rows = zip(self.taps.tolist(), self.starts.tolist(), self.lengths.tolist(),
-                   self.positions.tolist(), self.times.tolist(), strict=True)
-        for tap, start, n, pos, t0 in rows:
-            for frame in split_frames(self.pcm, start, n, self.chunk_samples, self.rate, pos, t0):
+        for tap, start, n, pos, t_ns, _ in self.rows.tolist():
+            for frame in split_frames(self.pcm, start, n, self.chunk_samples, self.rate, pos, t_ns * 1e-9):
                 yield tap, frame
 
 
@@ -91,8 +111,8 @@ class TapGroup:
         """The group's open taps by id."""
         return dict(self._pump._taps)
 
-    def __aiter__(self) -> TapGroup:
-        return self
+    def __aiter__(self) -> Handoff[TapBatch]:
+        return self._batches
 
     def __anext__(self) -> asyncio.Future[TapBatch]:
         return self._batches.next()
@@ -125,20 +145,14 @@ class _GroupPump(HubPump):
         self._group = group
 
     def _take(self, rows: np.ndarray, audio: Pcm) -> None:
-        keys = rows[:, 0].astype(np.int64)
-        lengths = rows[:, 1].astype(np.int64)
         ended: tuple[int, ...] = ()
-        if rows[:, 4].any():  # taps that closed: end them, keep only entries with audio
-            done = rows[:, 4] != 0
-            ended = tuple(int(k) for k in keys[done])
+        if rows[:, 5].any():  # taps that closed: end them, keep only the entries with audio
+            done = rows[:, 5] != 0
+            ended = tuple(rows[done, 0].tolist())
             for key in ended:
                 tap = self._taps.pop(key, None)
                 if tap is not None:
                     tap._end()
-            keep = ~done
-            rows, keys, lengths = rows[keep], keys[keep], lengths[keep]
-        starts = np.zeros(len(lengths), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
+            rows = rows[~done]
         group = self._group
-        group._batches.put(TapBatch(group.rate, group.chunk_samples, audio, keys, starts, lengths,
-                                rows[:, 2].astype(np.int64), rows[:, 3].copy(), ended))
+        group._batches.put(TapBatch(group.rate, group.chunk_samples, audio, rows, ended))

@@ -5,7 +5,9 @@
 #include "media_tap.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -93,6 +95,13 @@ struct TapHubState
     std::unordered_map<int, std::shared_ptr<TapState>> members;
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 
+    /* The bridge tick being delivered (media clock thread): see frame(). tick is also read
+     * without mu by that same thread, to skip the lock on every frame but a tick's first. */
+    std::atomic<unsigned long long> tick{~0ULL};
+    size_t tickPosts = 0;       /* keys the bridge posted in this tick */
+    size_t expected = 0;        /* ...in the last tick that posted any (0: not known yet) */
+    bool unsignalled = false;   /* posted keys the reader has not been woken for */
+
     ~TapHubState()
     {
         if (efd >= 0)
@@ -108,18 +117,59 @@ struct TapHubState
         }
     }
 
-    void post(int key)
+    /* With mu held: a frame of bridge tick ts; true if the reader should be woken now. */
+    bool enterTick(unsigned long long ts)
     {
-        bool first;
+        if (ts == tick.load(std::memory_order_relaxed))
+            return false;
+        tick.store(ts, std::memory_order_relaxed);
+        if (tickPosts)
+            expected = tickPosts;
+        tickPosts = 0;
+        const bool wake = unsignalled;  /* the last tick ended short of what was expected */
+        unsignalled = false;
+        return wake;
+    }
+
+    /* Media clock thread, on every frame a member stream gets (key >= 0: it became ready).
+     *
+     * One wake-up per tick, once the tick is complete: when as many keys as in the last tick
+     * that posted any have been posted, or, if fewer come (a tap left, or a call sent no
+     * audio), when the next tick begins. Keys beyond that count (a tap joined) wake the reader
+     * on the next tick too. So a pass reads every tap of the tick, and the reader needs no
+     * timer of its own to gather them. */
+    void frame(unsigned long long ts, int key)
+    {
+        if (key < 0 && ts == tick.load(std::memory_order_relaxed))
+            return;  /* the common case, without the lock: nothing new in this tick */
+        bool wake;
         {
             std::lock_guard<std::mutex> lk(mu);
-            first = ready.empty();
+            wake = enterTick(ts);
+            if (key >= 0) {
+                ready.push_back(key);
+                ++tickPosts;
+                if (tickPosts == expected || expected == 0)
+                    wake = true;
+                else
+                    unsignalled = true;
+                if (wake)
+                    unsignalled = false;
+            }
+        }
+        if (wake)
+            signal();
+    }
+
+    /* Any other thread (a tap attached, closed, or still holding chunks after a read): post
+     * key and wake the reader now. */
+    void post(int key)
+    {
+        {
+            std::lock_guard<std::mutex> lk(mu);
             ready.push_back(key);
         }
-        /* Only the first key wakes the reader (it waits a moment before reading): the
-         * others of a tick join it without a system call each. */
-        if (first)
-            signal();
+        signal();
     }
 };
 
@@ -207,36 +257,38 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
             sp = ps->listener;
     }
     TapState *st = sp.get();
-    if (!st || frame->type != PJMEDIA_FRAME_TYPE_AUDIO || frame->buf == NULL || frame->size < 2)
+    if (!st)
         return PJ_SUCCESS;
-    const size_t n = frame->size / sizeof(short);
-    const double now = monotonicNow();
+    const bool audio = frame->type == PJMEDIA_FRAME_TYPE_AUDIO && frame->buf != NULL && frame->size >= 2;
     std::shared_ptr<TapHubState> hub;
-    int key = 0;
-    bool wake;
+    int key = -1;
+    bool wake = false;
     {
         std::lock_guard<std::mutex> lk(st->mu);
         if (st->closed)
             return PJ_SUCCESS;
-        long long dropped = st->listen.push(static_cast<const short *>(frame->buf), n);
-        if (dropped) {
-            st->listenDropped += dropped;
-            st->listenOverflows++;
-        }
-        st->lastPutTime = now;
-        st->tsHead = frame->timestamp.u64 + n;
-        st->tsKnown = true;
-        st->align();
-        wake = st->waiters > 0;
-        if (st->shouldPost()) {
+        if (st->hasHub)
             hub = st->hub.lock();
-            key = st->key;
+        if (audio) {
+            const size_t n = frame->size / sizeof(short);
+            long long dropped = st->listen.push(static_cast<const short *>(frame->buf), n);
+            if (dropped) {
+                st->listenDropped += dropped;
+                st->listenOverflows++;
+            }
+            st->lastPutTime = monotonicNow();
+            st->tsHead = frame->timestamp.u64 + n;
+            st->tsKnown = true;
+            st->align();
+            wake = st->waiters > 0;
+            if (st->shouldPost())
+                key = st->key;
         }
     }
     if (wake)
         st->cv.notify_all();
-    if (hub)
-        hub->post(key);
+    if (hub)  /* every frame, audio or not: the hub follows the bridge's ticks */
+        hub->frame(frame->timestamp.u64, key);
     return PJ_SUCCESS;
 }
 
@@ -311,7 +363,7 @@ int MediaTapHub::fileno() const
     return state->efd;
 }
 
-int MediaTapHub::readReady(short *pcmOut, size_t outSamples, double *metaOut, size_t metaCount)
+int MediaTapHub::readReady(short *pcmOut, size_t outSamples, long long *metaOut, size_t metaCount)
 {
     if (!pcmOut || !metaOut)
         return 0;
@@ -344,12 +396,13 @@ int MediaTapHub::readReady(short *pcmOut, size_t outSamples, double *metaOut, si
         const int n = readChunks(st, pcmOut + used, room, chunk, 0, stamp);
         if (n == 0)
             continue;
-        double *rec = metaOut + (size_t)records * READY_FIELDS;
+        long long *rec = metaOut + (size_t)records * READY_FIELDS;
         rec[0] = item.first;
-        rec[1] = n > 0 ? n : 0;
-        rec[2] = stamp[0];
-        rec[3] = stamp[1];
-        rec[4] = n < 0 ? 1 : 0;
+        rec[1] = (long long)used;
+        rec[2] = n > 0 ? n : 0;
+        rec[3] = (long long)stamp[0];
+        rec[4] = std::llround(stamp[1] * 1e9);
+        rec[5] = n < 0 ? 1 : 0;
         ++records;
         if (n > 0) {
             used += (size_t)n;

@@ -31,10 +31,13 @@
  *     for the non-blocking ones (a memcpy under the ring's mutex): no GIL hand-off per call.
  *   - MediaTapHub lets one thread serve many taps: a stream attached to a hub posts its key
  *     to the hub when at least one read chunk is buffered (once, until it is read) and when
- *     it closes; readReady() reads every ready stream in one call. Only the first key posted
- *     to an empty list signals the hub's eventfd, so a bridge tick that readies many taps
- *     costs one wake-up, not one per tap. Chunks are aligned to the bridge's clock (setHub): all
- *     the taps of a hub with one chunk size are ready on the same tick, once per chunk.
+ *     it closes; readReady() reads every ready stream in one call. Chunks are aligned to the
+ *     bridge's clock (setHub): all the taps of a hub with one chunk size are ready on the same
+ *     tick, once per chunk. The hub follows the bridge's ticks (the frames' timestamps) and
+ *     signals its eventfd once per tick, when it is complete: as many keys posted as in the
+ *     last tick that posted any, or else when the next tick begins. So a bridge tick that
+ *     readies many taps costs the reader one wake-up and one readReady(), whatever the tick's
+ *     length. Keys posted from other threads (a stream attached or closed) signal at once.
  *
  * OVERFLOW AND UNDERFLOW
  *   - Listen ring full (nobody reads): the oldest samples are dropped to make room for the
@@ -101,9 +104,9 @@ public:
     ~MediaTapHub();
 
     /**
-     * A file descriptor (Linux eventfd) that becomes readable when a first key is posted to
-     * an empty ready list: an event loop can watch it (asyncio's add_reader), drain it (read
-     * 8 bytes) and call readReady() instead of blocking a thread.
+     * A file descriptor (Linux eventfd) that becomes readable when the taps of a bridge tick
+     * are ready (see the header comment): an event loop can watch it (asyncio's add_reader),
+     * drain it (read 8 bytes) and call readReady() at once instead of blocking a thread.
      * Owned by the hub; -1 if it could not be created.
      */
     int fileno() const;
@@ -111,17 +114,19 @@ public:
     /**
      * Read every stream whose key is ready, in one call, without blocking: for each, the whole
      * chunks it holds (the chunkSamples given to setHub) go into pcmOut one after the other,
-     * and a record of READY_FIELDS doubles goes into metaOut:
-     *   [key, samples, position of the first sample, its monotonic time, 1 if the stream has
-     *    closed and is drained (samples 0; the hub then forgets it) else 0].
+     * and a record of READY_FIELDS 64-bit integers goes into metaOut:
+     *   [key, offset of its samples in pcmOut, samples, position of the first sample, the
+     *    monotonic time the bridge delivered it in ns, 1 if the stream has closed and is
+     *    drained (samples 0; the hub then forgets it) else 0].
      * Returns the number of records. Keys that did not fit (pcmOut or metaOut full) stay
-     * ready for the next call. This is what an event loop serving many taps calls once per
-     * wake-up: one binding call and one copy per tick instead of one per tap.
+     * ready, and the eventfd is signalled again for them. This is what an event loop serving
+     * many taps calls once per wake-up: one binding call and one copy per tick instead of one
+     * per tap.
      */
-    int readReady(short *pcmOut, size_t outSamples, double *metaOut, size_t metaCount);
+    int readReady(short *pcmOut, size_t outSamples, long long *metaOut, size_t metaCount);
 
-    /** Doubles per readReady() record. */
-    static const int READY_FIELDS = 5;
+    /** 64-bit integers per readReady() record. */
+    static const int READY_FIELDS = 6;
 
 private:
     friend class MediaTapStream;

@@ -32,7 +32,7 @@
 %feature("nothread") callcenter::MediaTapHub::fileno;
 %feature("nothread") callcenter::MediaTapHub::readReady;
 %pybuffer_mutable_binary(short *pcmOut, size_t outSamples);  // read(), MediaTapHub::readReady()
-%pybuffer_mutable_binary(double *metaOut, size_t metaCount);  // MediaTapHub::readReady()
+%pybuffer_mutable_binary(long long *metaOut, size_t metaCount);  // MediaTapHub::readReady()
 %pybuffer_binary(const short *pcmIn, size_t inSamples);
 
 %include "media_tap.hpp"
