@@ -11,11 +11,12 @@ plays what the application writes into another. This module is its asyncio face:
     await tap.close()                  # or it closes when the call ends / the engine stops
 
 Threads: the ``MediaTap`` itself lives on the engine thread (created, connected and destroyed
-there). Its rings are read on the event loop by one ``TapPump`` per engine: the chunks of every
-tap are aligned to the bridge's clock, and a native ``MediaTapHub`` signals an eventfd once
-the bridge tick that readied them is complete; the pump then reads them all with one binding
-call (``HubPump``). No thread hand-off and no binding call per tap. The media clock never waits on
-Python: the native rings are bounded, drop their oldest audio when full and play silence when
+there). What it hears reaches the event loop through one native ``MediaTapHub`` per
+``TapPump`` (one per engine): the chunks of every tap are aligned to the bridge's clock, each
+tap hands its chunk to the hub as the bridge completes it, and the hub signals an eventfd once
+that tick is complete; the pump then takes them all with one binding call (``HubPump``). No
+thread hand-off, no timer and no binding call per tap. The media clock never waits on Python:
+the native buffers are bounded, drop their oldest audio when full and play silence when
 empty, counting both (``Tap.stats()``). A consumer that stops reading only loses its own oldest
 frames (``TapStats.frames_dropped``); other calls are unaffected.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -44,8 +46,8 @@ from .exceptions import EngineStopped, TapError
 
 log = logging.getLogger("voice.tap")
 
-_PASS_MIN, _PASS_MAX = 16000, 1 << 20  # samples a pass may read (it sizes itself from the last one)
-_PASS_RECORDS = 64  # taps a pass may read, at first (it sizes itself from the last one)
+_PASS_MIN, _PASS_MAX = 16000, 1 << 20  # samples a pass may read, at first and at most
+_PASS_RECORDS = 64  # chunks a pass may read, at first (then twice the biggest pass so far)
 _POOL = 8  # pass buffers kept for reuse: a buffer is reused once no frame or batch refers to it
 _FIELDS = pj.MediaTapHub.READY_FIELDS  # key, offset, samples, position, time (ns), ended
 T = TypeVar("T")
@@ -68,11 +70,16 @@ class TapFrame(NamedTuple):
         return self.position + len(self.pcm)
 
 
+# TapFrame((pcm, rate, position, time)) without the Python-level __new__ of a NamedTuple: one of
+# these per chunk of every tap.
+_frame = functools.partial(tuple.__new__, TapFrame)
+
+
 def split_frames(audio: Pcm, start: int, n: int, chunk: int, rate: int, pos: int, t0: float) -> Iterator[TapFrame]:
     """``audio[start : start + n]``, one tap's samples from ``pos`` (delivered at ``t0``), as
     frames of ``chunk`` samples (the last one shorter if ``n`` is not a multiple)."""
     for off in range(0, n, chunk):
-        yield TapFrame(audio[start + off : start + min(n, off + chunk)], rate, pos + off, t0 + off / rate)
+        yield _frame((audio[start + off : start + min(n, off + chunk)], rate, pos + off, t0 + off / rate))
 
 
 class Handoff(Generic[T]):
@@ -293,9 +300,9 @@ class Tap:
 
 
 class HubPump:
-    """One native ``MediaTapHub`` on the event loop: reads its ready taps once per chunk period.
+    """One native ``MediaTapHub`` on the event loop: takes its taps' chunks once per chunk period.
 
-    No thread: the taps' chunks are aligned to the bridge's clock, so all of them are ready on
+    No thread: the taps' chunks are aligned to the bridge's clock, so all of them complete on
     the same tick. The hub's eventfd wakes the loop once that tick is complete, and the pump
     reads them all with one binding call (``MediaTapHub.readReady``) into one fresh buffer that
     the frames then share. What happens to that pass is ``_take``'s business: ``TapPump``
@@ -308,7 +315,7 @@ class HubPump:
         self._fd: int = self._hub.fileno()
         self._taps: dict[int, Tap] = {}
         self.passes = self.records = 0  # what the pump did
-        self._room = _PASS_MIN  # samples the next pass reads at most: twice the last pass
+        self._room = _PASS_MIN  # samples a pass reads at most: twice the biggest pass so far
         self._room_records = _PASS_RECORDS  # ...and taps
         self._pool: list[Pcm] = []  # pass buffers, reused when nothing refers to them any more
         if self._fd < 0:
@@ -344,8 +351,9 @@ class HubPump:
         if records:
             rows = meta[: records * _FIELDS].reshape(records, _FIELDS)
             used = int(rows[-1, 1]) + int(rows[-1, 2])
-            self._room = min(_PASS_MAX, max(_PASS_MIN, 2 * used))
-            self._room_records = max(_PASS_RECORDS, 2 * records)
+            # Room for twice the biggest pass so far: a pass that does not fit costs another one.
+            self._room = min(_PASS_MAX, max(self._room, 2 * used))
+            self._room_records = max(self._room_records, 2 * records)
             self._take(rows, pcm[:used])
             self.records += records
         self.passes += 1
@@ -384,8 +392,8 @@ class TapPump(HubPump):
                     del taps[key]
                     tap._end()
                 elif n == tap.chunk_samples:
-                    tap._frames.put(TapFrame(audio[at : at + n], tap.rate, pos, t_ns * 1e-9))
-                else:  # several chunks (a late pass), or the short tail of a closed tap
+                    tap._frames.put(_frame((audio[at : at + n], tap.rate, pos, t_ns * 1e-9)))
+                else:  # the short tail of a closed tap
                     for frame in split_frames(audio, at, n, tap.chunk_samples, tap.rate, pos, t_ns * 1e-9):
                         tap._frames.put(frame)
             except Exception:  # never let one tap stop the others

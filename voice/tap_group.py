@@ -1,10 +1,10 @@
 """Many taps, one reader: every tap's audio of a bridge tick as one batch of numpy arrays.
 
 A reader per tap (``async for frame in tap``) costs one coroutine wake-up, one future and a
-few Python objects per chunk of every call: about 5-10 microseconds, which for a tap on each
-of hundreds of calls is more CPU than the calls themselves (bench/tap.py). Work that looks at
-every call at once (level meters, silence and talk-over detection, a recognizer pool fed from
-one place) reads a ``TapGroup`` instead::
+few Python objects per chunk of every call: 2-3 microseconds with warm caches, 6-9 in a busy
+server, which for a tap on each of hundreds of calls is a fifth of what the calls themselves
+cost (bench/tap.py). Work that looks at every call at once (level meters, silence and
+talk-over detection, a recognizer pool fed from one place) reads a ``TapGroup`` instead::
 
     group = engine.tap_group(chunk_ms=40)
     tap = await engine.open_tap(call, group=group)       # for each call, whenever
@@ -36,8 +36,8 @@ _PASSES_PER_S = 50  # the bridge ticks every 20 ms: at most one pass per tick
 class TapBatch:
     """The chunks a group's taps delivered in one pass, as parallel arrays (one entry each).
 
-    An entry is one chunk, or several in a row from one tap if the loop was late, or the short
-    tail of a tap that closed. ``ended`` lists the taps that closed and are now drained. The
+    An entry is one chunk, or the short tail of a tap that closed; a tap has several entries,
+    in order, if the loop was late. ``ended`` lists the taps that closed and are now drained. The
     arrays are views of one int64 table (``rows``): read them, do not write them.
     """
 
@@ -78,7 +78,7 @@ class TapBatch:
     def matrix(self) -> np.ndarray:
         """The entries as rows of a (entries, chunk_samples) view when every entry is one chunk.
 
-        Raises ValueError otherwise (a late pass or a closed tap's tail): use ``frames()``.
+        Raises ValueError otherwise (a closed tap's short tail): use ``frames()``.
         """
         if len(self.rows) and not (self.rows[:, 2] == self.chunk_samples).all():
             raise ValueError("entries of unequal length in this batch: use frames()")

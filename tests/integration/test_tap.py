@@ -383,3 +383,78 @@ def test_shutdown_with_taps_open_exits_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr and "Assert" not in out.stderr, out.stderr[-3000:]
     counts = [int(c) for c in out.stdout.split("frames")[-1].split()]
     assert all(c >= 20 for c in counts), out.stdout
+
+
+def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
+    """60 taps fed by players on a bare endpoint, read by one TapGroup: one pass per chunk with
+    every tap in it, each chunk exactly the player's samples, a stalled loop's loss counted and
+    visible as a gap, and every tap's end delivered when the streams close."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys, tempfile, time, numpy as np, pjsua2 as pj
+        sys.path.insert(0, sys.argv[1])
+        from voice.audio import Audio, write_wav
+        from voice.tap import Tap
+        from voice.tap_group import TapGroup
+        N, RATE = 60, 8000
+        ramp = (np.arange(60000) % 30000).astype(np.int16)   # position-identifying samples
+        path = tempfile.mkdtemp() + "/ramp.wav"
+        write_wav(path, Audio(ramp, RATE))
+        ep = pj.Endpoint(); ep.libCreate()
+        cfg = pj.EpConfig(); cfg.uaConfig.threadCnt = 0; cfg.uaConfig.mainThreadOnly = True
+        cfg.medConfig.clockRate = RATE; cfg.medConfig.sndClockRate = RATE
+        cfg.logConfig.level = 1; cfg.logConfig.consoleLevel = 1
+        ep.libInit(cfg); ep.audDevManager().setNullDev(); ep.libStart()
+        players, ports = [], []
+        for i in range(N):
+            pl = pj.AudioMediaPlayer(); pl.createPlayer(path, 0)
+            port = pj.MediaTap(); port.createPort(RATE, 20)
+            pl.startTransmit(port); players.append(pl); ports.append(port)
+
+        async def main():
+            group = TapGroup(asyncio.get_running_loop(), RATE, 40, 10.0)
+            taps = [group._add(Tap(i + 1, i, p.openStream(500), 40, 0, None, False, group))
+                    for i, p in enumerate(ports)]
+            sizes, exact, nexts, gaps = [], True, {}, 0
+            async def read(seconds):
+                nonlocal exact, gaps
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    batch = await asyncio.wait_for(group.read(), 2)
+                    sizes.append(len(batch))
+                    m = batch.matrix()                   # every entry is one whole chunk
+                    exact &= bool((np.diff(m.astype(np.int64), axis=1) % 30000 == 1).all())
+                    for tap, pos in zip(batch.taps.tolist(), batch.positions.tolist()):
+                        gaps += tap in nexts and pos != nexts[tap]
+                        nexts[tap] = pos + 320
+            await read(2.0)
+            steady = sizes[10:]
+            time.sleep(1.5)                               # the loop stalls: 500 ms rings each
+            gaps_before = gaps
+            await read(1.0)
+            dropped = sum(t.stats().dropped for t in taps)
+            for p in ports:
+                p.closeStream()
+            ended = set()
+            while (batch := await asyncio.wait_for(group.read(), 2)) is not None:
+                ended |= set(batch.ended)
+                if len(ended) == N:
+                    await group._stop()
+            print(json.dumps({"steady": steady, "exact": exact, "gaps_before": gaps_before,
+                              "gaps": gaps, "dropped": dropped, "ended": len(ended),
+                              "closed": all(t.closed for t in taps)}))
+
+        asyncio.run(main())
+        del players, ports, pl, port   # pjsua2 objects go before libDestroy
+        ep.libDestroy()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.splitlines()[-1])
+    steady = r["steady"]
+    assert 30 <= len(steady) <= 60, len(steady)  # ~25 passes a second, not one per tap or per tick
+    assert sum(n == 60 for n in steady) >= 0.9 * len(steady), steady  # every tap in the same pass
+    assert r["exact"] and r["gaps_before"] == 0  # contiguous samples, no gap while read on time
+    assert r["dropped"] > 0 and r["gaps"] >= 60  # the stall overflowed: counted, and each tap saw a gap
+    assert r["ended"] == 60 and r["closed"]

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 
@@ -86,21 +87,46 @@ struct Ring
 
 } // namespace
 
+/* A run of samples a stream handed to its hub: one chunk, a closed stream's short tail, or
+ * (samples 0, ended) the end of a closed stream. */
+struct HubRecord
+{
+    int key;
+    long long samples;
+    long long position;     /* index of the first sample in its stream */
+    long long timeNs;       /* monotonic time the bridge delivered it, in ns */
+    bool ended;
+};
+
+/* A stream attached to a hub. */
+struct HubMember
+{
+    std::shared_ptr<TapState> state;
+    long long capacity = 0;     /* its listen ring's size: what it adds to the hub's bound */
+};
+
+/* Guarded by mu. Lock order: a stream's mu, then its hub's mu (never the other way). */
 struct TapHubState
 {
     std::mutex mu;
-    std::vector<int> ready;
-    /* The streams attached with setHub(), for readReady(): the hub owns a reference until a
-     * closed stream is drained (streams only hold a weak one back: no cycle). */
-    std::unordered_map<int, std::shared_ptr<TapState>> members;
+    /* Every whole chunk the member streams hold, in the order they got them: the media clock
+     * thread appends each one as it completes (the samples are still in its cache), and
+     * readReady() copies them out in one memcpy. pcm[pcmHead:] are the records' samples. */
+    std::vector<short> pcm;
+    std::vector<short> spare;   /* the other buffer: readReady() swaps them */
+    size_t pcmHead = 0;
+    std::deque<HubRecord> records;
+    long long pending = 0;      /* samples in records */
+    long long capacity = 0;     /* bound on pending: the members' ring sizes together */
+    std::unordered_map<int, HubMember> members;
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 
     /* The bridge tick being delivered (media clock thread): see frame(). tick is also read
      * without mu by that same thread, to skip the lock on every frame but a tick's first. */
     std::atomic<unsigned long long> tick{~0ULL};
-    size_t tickPosts = 0;       /* keys the bridge posted in this tick */
-    size_t expected = 0;        /* ...in the last tick that posted any (0: not known yet) */
-    bool unsignalled = false;   /* posted keys the reader has not been woken for */
+    size_t tickPosts = 0;       /* streams that handed chunks over in this tick */
+    size_t expected = 0;        /* ...in the last tick that had any (0: not known yet) */
+    bool unsignalled = false;   /* records the reader has not been woken for */
 
     ~TapHubState()
     {
@@ -117,6 +143,40 @@ struct TapHubState
         }
     }
 
+    /* With mu held: queue a record and its samples; beyond capacity, the oldest samples go
+     * (the reader fell behind), counted against their streams. */
+    void append(int key, const short *src, long long n, long long position, long long timeNs,
+                bool ended)
+    {
+        if (records.empty()) {
+            pcm.clear();
+            pcmHead = 0;
+        } else if (pcmHead > pcm.size() / 2) {  /* only after drops: keep the buffer bounded */
+            pcm.erase(pcm.begin(), pcm.begin() + (std::ptrdiff_t)pcmHead);
+            pcmHead = 0;
+        }
+        pcm.insert(pcm.end(), src, src + n);
+        records.push_back(HubRecord{key, n, position, timeNs, ended});
+        pending += n;
+        while (pending > capacity && records.size() > 1 && !records.front().ended) {
+            const HubRecord &old = records.front();
+            countDrop(old.key, old.samples);
+            pcmHead += (size_t)old.samples;
+            pending -= old.samples;
+            records.pop_front();
+        }
+    }
+
+    /* With mu held: n more samples for the record just appended. */
+    void extend(const short *src, long long n)
+    {
+        pcm.insert(pcm.end(), src, src + n);
+        records.back().samples += n;
+        pending += n;
+    }
+
+    void countDrop(int key, long long samples);  /* with mu held: see TapState */
+
     /* With mu held: a frame of bridge tick ts; true if the reader should be woken now. */
     bool enterTick(unsigned long long ts)
     {
@@ -131,45 +191,27 @@ struct TapHubState
         return wake;
     }
 
-    /* Media clock thread, on every frame a member stream gets (key >= 0: it became ready).
+    /* With mu held, on the media clock thread, for every frame a member stream gets (posted:
+     * it handed chunks over). Returns whether to wake the reader.
      *
-     * One wake-up per tick, once the tick is complete: when as many keys as in the last tick
-     * that posted any have been posted, or, if fewer come (a tap left, or a call sent no
-     * audio), when the next tick begins. Keys beyond that count (a tap joined) wake the reader
-     * on the next tick too. So a pass reads every tap of the tick, and the reader needs no
-     * timer of its own to gather them. */
-    void frame(unsigned long long ts, int key)
+     * One wake-up per tick, once the tick is complete: when as many streams as in the last
+     * tick that had any have handed their chunks over, or, if fewer do (a tap left, or a call
+     * sent no audio), when the next tick begins. Streams beyond that count (a tap joined)
+     * wake the reader on the next tick too. So a pass reads every tap of the tick, and the
+     * reader needs no timer of its own to gather them. */
+    bool frame(unsigned long long ts, bool posted)
     {
-        if (key < 0 && ts == tick.load(std::memory_order_relaxed))
-            return;  /* the common case, without the lock: nothing new in this tick */
-        bool wake;
-        {
-            std::lock_guard<std::mutex> lk(mu);
-            wake = enterTick(ts);
-            if (key >= 0) {
-                ready.push_back(key);
-                ++tickPosts;
-                if (tickPosts == expected || expected == 0)
-                    wake = true;
-                else
-                    unsignalled = true;
-                if (wake)
-                    unsignalled = false;
-            }
+        bool wake = enterTick(ts);
+        if (posted) {
+            ++tickPosts;
+            if (tickPosts == expected || expected == 0)
+                wake = true;
+            else
+                unsignalled = true;
+            if (wake)
+                unsignalled = false;
         }
-        if (wake)
-            signal();
-    }
-
-    /* Any other thread (a tap attached, closed, or still holding chunks after a read): post
-     * key and wake the reader now. */
-    void post(int key)
-    {
-        {
-            std::lock_guard<std::mutex> lk(mu);
-            ready.push_back(key);
-        }
-        signal();
+        return wake;
     }
 };
 
@@ -197,11 +239,13 @@ struct TapState
     long long speakWritten = 0, speakPlayed = 0, speakDropped = 0, speakOverflows = 0;
     long long speakFlushed = 0, speakUnderflows = 0, speakSilence = 0;
 
+    /* What its hub dropped because the reader fell behind (written under the hub's mu). */
+    std::atomic<long long> hubDropped{0}, hubOverflows{0};
+
     std::weak_ptr<TapHubState> hub;
     bool hasHub = false;
     int key = 0;
     long long hubChunk = 1;
-    bool posted = false;            /* key is in the hub's ready list and not yet read */
 
     long long lastReadPos = 0;
     double lastReadTime = 0;
@@ -223,15 +267,48 @@ struct TapState
         alignPending = false;
     }
 
-    /* With mu held: should the hub hear about this stream now? */
-    bool shouldPost()
+    /* With mu held, the stream attached to a hub whose mu is held too: hand it every whole
+     * chunk buffered, one record each (and, once closed, the short tail and the end).
+     * Returns whether anything was handed over. */
+    bool handOver(TapHubState *h)
     {
-        if (!hasHub || posted || (listen.fill() < hubChunk && !closed))
-            return false;
-        posted = true;
-        return true;
+        bool any = false;
+        while (listen.fill() >= hubChunk || (closed && listen.fill() > 0)) {
+            const long long n = std::min(listen.fill(), hubChunk);
+            /* The frame holding sample k arrived ((head-1-k) / spf) frames before the newest
+             * one, and the bridge delivers one frame every spf / rate seconds. */
+            const long long back = (listen.head - 1 - listen.tail) / spf;
+            const double t = lastPutTime - (double)(back * spf) / rate;
+            lastReadPos = listen.tail;
+            lastReadTime = t;
+            const long long pos = listen.tail;
+            const size_t cap = listen.buf.size();
+            const size_t at = (size_t)(listen.tail % (long long)cap);
+            const size_t first = std::min((size_t)n, cap - at);  /* the ring may wrap inside */
+            h->append(key, &listen.buf[at], (long long)first, pos, std::llround(t * 1e9), false);
+            if ((size_t)n > first)
+                h->extend(&listen.buf[0], n - (long long)first);
+            listen.tail += n;
+            listenRead += n;
+            any = true;
+        }
+        if (closed) {
+            h->append(key, NULL, 0, listen.tail, 0, true);
+            hasHub = false;  /* the end is queued: nothing more for the hub */
+            any = true;
+        }
+        return any;
     }
 };
+
+void TapHubState::countDrop(int key, long long samples)
+{
+    auto it = members.find(key);
+    if (it != members.end()) {
+        it->second.state->hubDropped += samples;
+        it->second.state->hubOverflows++;
+    }
+}
 
 /* The port's side: which tap state it currently feeds, and its recording. mu is held by the
  * media clock for a pointer copy and the WAV writer's put_frame (a memcpy, a file write
@@ -261,14 +338,11 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
         return PJ_SUCCESS;
     const bool audio = frame->type == PJMEDIA_FRAME_TYPE_AUDIO && frame->buf != NULL && frame->size >= 2;
     std::shared_ptr<TapHubState> hub;
-    int key = -1;
-    bool wake = false;
+    bool wake = false, signal = false;
     {
         std::lock_guard<std::mutex> lk(st->mu);
         if (st->closed)
             return PJ_SUCCESS;
-        if (st->hasHub)
-            hub = st->hub.lock();
         if (audio) {
             const size_t n = frame->size / sizeof(short);
             long long dropped = st->listen.push(static_cast<const short *>(frame->buf), n);
@@ -281,14 +355,20 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
             st->tsKnown = true;
             st->align();
             wake = st->waiters > 0;
-            if (st->shouldPost())
-                key = st->key;
+        }
+        /* Every frame, audio or not: the hub follows the bridge's ticks. */
+        if (st->hasHub && (hub = st->hub.lock())) {
+            const unsigned long long ts = frame->timestamp.u64;
+            if (st->listen.fill() >= st->hubChunk || ts != hub->tick.load(std::memory_order_relaxed)) {
+                std::lock_guard<std::mutex> hk(hub->mu);
+                signal = hub->frame(ts, st->handOver(hub.get()));
+            }
         }
     }
     if (wake)
         st->cv.notify_all();
-    if (hub)  /* every frame, audio or not: the hub follows the bridge's ticks */
-        hub->frame(frame->timestamp.u64, key);
+    if (signal)
+        hub->signal();
     return PJ_SUCCESS;
 }
 
@@ -339,8 +419,6 @@ static pj_status_t tap_get_frame(pjmedia_port *port, pjmedia_frame *frame)
 
 /* ---- MediaTapStats / MediaTapHub ---------------------------------------------------- */
 
-static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long chunk,
-                      int timeoutMs, double *stamp);
 
 MediaTapStats::MediaTapStats()
 : clockRate(0), listenSamples(0), listenRead(0), listenDropped(0), listenOverflows(0),
@@ -369,57 +447,67 @@ int MediaTapHub::readReady(short *pcmOut, size_t outSamples, long long *metaOut,
         return 0;
     const size_t maxRecords = metaCount / READY_FIELDS;
     TapHubState *h = state.get();
-    std::vector<std::pair<int, std::shared_ptr<TapState>>> todo;
+    std::vector<short> buf;
+    std::deque<HubRecord> recs;
+    size_t head = 0;
+    bool swapped = false, leftover = false;
     {
         std::lock_guard<std::mutex> lk(h->mu);
-        const size_t take = std::min(maxRecords, h->ready.size());
-        todo.reserve(take);
-        for (size_t i = 0; i < take; ++i) {
-            auto it = h->members.find(h->ready[i]);
-            if (it != h->members.end())
-                todo.emplace_back(it->first, it->second);
+        if (h->records.empty() || maxRecords == 0)
+            return 0;
+        if (h->records.size() <= maxRecords && (size_t)h->pending <= outSamples) {
+            /* The usual pass: take both buffers as they are, copy outside the lock. */
+            buf.swap(h->pcm);
+            h->pcm.swap(h->spare);
+            recs.swap(h->records);
+            head = h->pcmHead;
+            h->pcmHead = 0;
+            h->pending = 0;
+            swapped = true;
+        } else {  /* what fits now; the rest stays for the next call */
+            size_t used = 0, count = 0;
+            while (count < h->records.size() && count < maxRecords
+                   && used + (size_t)h->records[count].samples <= outSamples)
+                used += (size_t)h->records[count++].samples;
+            recs.assign(h->records.begin(), h->records.begin() + (std::ptrdiff_t)count);
+            h->records.erase(h->records.begin(), h->records.begin() + (std::ptrdiff_t)count);
+            std::memcpy(pcmOut, h->pcm.data() + h->pcmHead, used * sizeof(short));
+            h->pcmHead += used;
+            h->pending -= (long long)used;
+            leftover = true;
         }
-        h->ready.erase(h->ready.begin(), h->ready.begin() + (std::ptrdiff_t)take);
+        for (const HubRecord &r : recs) {
+            if (!r.ended)
+                continue;
+            auto it = h->members.find(r.key);
+            if (it != h->members.end()) {  /* a closed stream, drained: the hub forgets it */
+                h->capacity -= it->second.capacity;
+                h->members.erase(it);
+            }
+        }
     }
     size_t used = 0;
     int records = 0;
-    std::vector<int> leftover;
-    for (auto &item : todo) {
-        TapState *st = item.second.get();
-        const long long chunk = st->hubChunk;
-        double stamp[2] = {0, 0};
-        const size_t room = outSamples - used;
-        if ((long long)room < chunk) {  /* no room for a chunk: the next call takes it */
-            leftover.push_back(item.first);
-            continue;
-        }
-        const int n = readChunks(st, pcmOut + used, room, chunk, 0, stamp);
-        if (n == 0)
-            continue;
+    for (const HubRecord &r : recs) {
         long long *rec = metaOut + (size_t)records * READY_FIELDS;
-        rec[0] = item.first;
+        rec[0] = r.key;
         rec[1] = (long long)used;
-        rec[2] = n > 0 ? n : 0;
-        rec[3] = (long long)stamp[0];
-        rec[4] = std::llround(stamp[1] * 1e9);
-        rec[5] = n < 0 ? 1 : 0;
+        rec[2] = r.samples;
+        rec[3] = r.position;
+        rec[4] = r.timeNs;
+        rec[5] = r.ended ? 1 : 0;
+        used += (size_t)r.samples;
         ++records;
-        if (n > 0) {
-            used += (size_t)n;
-        } else {
-            std::lock_guard<std::mutex> lk(h->mu);
-            auto it = h->members.find(item.first);
-            if (it != h->members.end() && it->second.get() == st)
-                h->members.erase(it);
-        }
     }
-    if (!leftover.empty()) {  /* still posted: back to the front of the list, and wake */
-        {
-            std::lock_guard<std::mutex> lk(h->mu);
-            h->ready.insert(h->ready.begin(), leftover.begin(), leftover.end());
-        }
+    if (swapped) {
+        std::memcpy(pcmOut, buf.data() + head, used * sizeof(short));
+        buf.clear();  /* keeps its capacity: the next swap reuses it */
+        std::lock_guard<std::mutex> lk(h->mu);
+        if (h->spare.capacity() < buf.capacity())
+            h->spare.swap(buf);
+    }
+    if (leftover)
         h->signal();
-    }
     return records;
 }
 
@@ -433,60 +521,6 @@ MediaTapStream::~MediaTapStream()
 {
 }
 
-/* Copy whole chunks of buffered listen samples (see MediaTapStream::read); with stamp, also
- * store the first sample's position and delivery time. Any thread. */
-static int readChunks(TapState *st, short *pcmOut, size_t outSamples, long long chunk,
-                      int timeoutMs, double *stamp)
-{
-    std::shared_ptr<TapHubState> hub;
-    int key = 0;
-    int got;
-    {
-        std::unique_lock<std::mutex> lk(st->mu);
-        if (st->listen.fill() < chunk && !st->closed && timeoutMs != 0) {
-            auto ready = [st, chunk] { return st->listen.fill() >= chunk || st->closed; };
-            st->waiters++;
-            if (timeoutMs < 0)
-                st->cv.wait(lk, ready);
-            else
-                st->cv.wait_for(lk, std::chrono::milliseconds(timeoutMs), ready);
-            st->waiters--;
-        }
-        const long long fill = st->listen.fill();
-        long long n = 0;
-        if (fill >= chunk)
-            n = std::min(fill, (long long)outSamples) / chunk * chunk;
-        else if (st->closed)
-            n = std::min(fill, (long long)outSamples);  /* a closed tap's tail: may be short */
-        if (n == 0 && st->closed) {
-            got = -1;
-        } else {
-            if (n > 0) {
-                /* The frame holding sample k arrived ((head-1-k) / spf) frames before the
-                 * newest one, and the bridge delivers one frame every spf / rate seconds. */
-                const long long back = (st->listen.head - 1 - st->listen.tail) / st->spf;
-                st->lastReadPos = st->listen.tail;
-                st->lastReadTime = st->lastPutTime - (double)(back * st->spf) / st->rate;
-                st->listen.pop(pcmOut, (size_t)n);
-                st->listenRead += n;
-                if (stamp) {
-                    stamp[0] = (double)st->lastReadPos;
-                    stamp[1] = st->lastReadTime;
-                }
-            }
-            got = (int)n;
-        }
-        st->posted = false;
-        if (st->shouldPost()) {
-            hub = st->hub.lock();
-            key = st->key;
-        }
-    }
-    if (hub)
-        hub->post(key);
-    return got;
-}
-
 int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples, int timeoutMs)
 {
     TapState *st = state.get();
@@ -496,7 +530,32 @@ int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples
         return 0;
     const long long chunk = (chunkSamples == 0 || chunkSamples > outSamples)
                             ? (long long)outSamples : (long long)chunkSamples;
-    return readChunks(st, pcmOut, outSamples, chunk, timeoutMs, NULL);
+    std::unique_lock<std::mutex> lk(st->mu);
+    if (st->listen.fill() < chunk && !st->closed && timeoutMs != 0) {
+        auto ready = [st, chunk] { return st->listen.fill() >= chunk || st->closed; };
+        st->waiters++;
+        if (timeoutMs < 0)
+            st->cv.wait(lk, ready);
+        else
+            st->cv.wait_for(lk, std::chrono::milliseconds(timeoutMs), ready);
+        st->waiters--;
+    }
+    const long long fill = st->listen.fill();
+    long long n = 0;
+    if (fill >= chunk)
+        n = std::min(fill, (long long)outSamples) / chunk * chunk;
+    else if (st->closed)
+        n = std::min(fill, (long long)outSamples);  /* a closed tap's tail: may be short */
+    if (n == 0)
+        return st->closed ? -1 : 0;
+    /* The frame holding sample k arrived ((head-1-k) / spf) frames before the newest one,
+     * and the bridge delivers one frame every spf / rate seconds. */
+    const long long back = (st->listen.head - 1 - st->listen.tail) / st->spf;
+    st->lastReadPos = st->listen.tail;
+    st->lastReadTime = st->lastPutTime - (double)(back * st->spf) / st->rate;
+    st->listen.pop(pcmOut, (size_t)n);
+    st->listenRead += n;
+    return (int)n;
 }
 
 long long MediaTapStream::lastReadPosition() const
@@ -572,24 +631,25 @@ void MediaTapStream::setHub(const MediaTapHub &hub, int key, unsigned chunkSampl
     TapState *st = state.get();
     if (!st)
         return;
+    TapHubState *h = hub.state.get();
+    bool wake;
+    std::lock_guard<std::mutex> lk(st->mu);
     {
-        std::lock_guard<std::mutex> lk(hub.state->mu);
-        hub.state->members[key] = state;
-    }
-    bool post;
-    {
-        std::lock_guard<std::mutex> lk(st->mu);
+        std::lock_guard<std::mutex> hk(h->mu);
+        HubMember &m = h->members[key];
+        h->capacity += (long long)st->listen.buf.size() - m.capacity;
+        m.state = state;
+        m.capacity = (long long)st->listen.buf.size();
         st->hub = hub.state;
         st->hasHub = true;
         st->key = key;
         st->hubChunk = chunkSamples ? chunkSamples : 1;
         st->alignPending = st->hubChunk > 1;
         st->align();
-        st->posted = false;
-        post = st->shouldPost();
+        wake = st->handOver(h);  /* what is buffered already (or the end of a closed stream) */
     }
-    if (post)
-        hub.state->post(key);
+    if (wake)
+        h->signal();
 }
 
 MediaTapStats MediaTapStream::getStats() const
@@ -604,8 +664,8 @@ MediaTapStats MediaTapStream::getStats() const
     s.clockRate = st->rate;
     s.listenSamples = st->listen.head;
     s.listenRead = st->listenRead;
-    s.listenDropped = st->listenDropped;
-    s.listenOverflows = st->listenOverflows;
+    s.listenDropped = st->listenDropped + st->hubDropped.load();
+    s.listenOverflows = st->listenOverflows + st->hubOverflows.load();
     s.listenBuffered = st->listen.fill();
     s.speakWritten = st->speakWritten;
     s.speakPlayed = st->speakPlayed;
@@ -635,28 +695,28 @@ bool MediaTapStream::isClosed() const
 
 /* ---- MediaTap: engine thread -------------------------------------------------------- */
 
-/* Mark a stream's state closed and tell its hub (any thread but the media clock's). */
+/* Mark a stream's state closed and hand its hub the tail and the end (any thread but the
+ * media clock's). */
 static void closeState(const std::shared_ptr<TapState> &st)
 {
     if (!st)
         return;
     std::shared_ptr<TapHubState> hub;
-    int key = 0;
+    bool wake = false;
     {
         std::lock_guard<std::mutex> lk(st->mu);
         if (st->closed)
             return;
         st->closed = true;
         st->speaking = false;
-        st->posted = false;
-        if (st->shouldPost()) {
-            hub = st->hub.lock();
-            key = st->key;
+        if (st->hasHub && (hub = st->hub.lock())) {
+            std::lock_guard<std::mutex> hk(hub->mu);
+            wake = st->handOver(hub.get());
         }
     }
     st->cv.notify_all();
-    if (hub)
-        hub->post(key);
+    if (wake)
+        hub->signal();
 }
 
 MediaTap::MediaTap() : pool(NULL), port(NULL), rate(0), spf(0), pstate(std::make_shared<PortState>())

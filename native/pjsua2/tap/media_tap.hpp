@@ -28,16 +28,19 @@
  *   - The SWIG binding is built with -threads: the GIL is released around the calls that may
  *     block (read() with a timeout, and MediaTap's bridge operations),
  *     so a blocking read on a worker thread does not stall Python. media_tap.i keeps the GIL
- *     for the non-blocking ones (a memcpy under the ring's mutex): no GIL hand-off per call.
- *   - MediaTapHub lets one thread serve many taps: a stream attached to a hub posts its key
- *     to the hub when at least one read chunk is buffered (once, until it is read) and when
- *     it closes; readReady() reads every ready stream in one call. Chunks are aligned to the
- *     bridge's clock (setHub): all the taps of a hub with one chunk size are ready on the same
- *     tick, once per chunk. The hub follows the bridge's ticks (the frames' timestamps) and
- *     signals its eventfd once per tick, when it is complete: as many keys posted as in the
- *     last tick that posted any, or else when the next tick begins. So a bridge tick that
- *     readies many taps costs the reader one wake-up and one readReady(), whatever the tick's
- *     length. Keys posted from other threads (a stream attached or closed) signal at once.
+ *     for the non-blocking ones (a memcpy under a mutex): no GIL hand-off per call.
+ *   - MediaTapHub lets one thread serve many taps. A stream attached to a hub (setHub) hands
+ *     each whole chunk over as soon as the bridge completes it, on the media clock thread
+ *     (the samples are still in its cache): the hub appends it to one buffer, and readReady()
+ *     copies everything pending out in one memcpy, so the reader touches one buffer, not a
+ *     ring per tap. Chunks are aligned to the bridge's clock (setHub): all the taps of a hub
+ *     with one chunk size are complete on the same tick, once per chunk. The hub follows the
+ *     bridge's ticks (the frames' timestamps) and signals its eventfd once per tick, when it
+ *     is complete: as many streams handed chunks over as in the last tick that had any, or
+ *     else when the next tick begins. So a bridge tick that completes many taps costs the
+ *     reader one wake-up and one readReady(), whatever the tick's length. A stream attached
+ *     or closed from another thread signals at once. Lock order: a stream's mutex, then its
+ *     hub's; the reader holds the hub's only to swap two buffers.
  *
  * OVERFLOW AND UNDERFLOW
  *   - Listen ring full (nobody reads): the oldest samples are dropped to make room for the
@@ -112,16 +115,15 @@ public:
     int fileno() const;
 
     /**
-     * Read every stream whose key is ready, in one call, without blocking: for each, the whole
-     * chunks it holds (the chunkSamples given to setHub) go into pcmOut one after the other,
-     * and a record of READY_FIELDS 64-bit integers goes into metaOut:
-     *   [key, offset of its samples in pcmOut, samples, position of the first sample, the
-     *    monotonic time the bridge delivered it in ns, 1 if the stream has closed and is
-     *    drained (samples 0; the hub then forgets it) else 0].
-     * Returns the number of records. Keys that did not fit (pcmOut or metaOut full) stay
-     * ready, and the eventfd is signalled again for them. This is what an event loop serving
-     * many taps calls once per wake-up: one binding call and one copy per tick instead of one
-     * per tap.
+     * Take every chunk the hub's streams handed over, in one call, without blocking: their
+     * samples go into pcmOut one after the other, and a record of READY_FIELDS 64-bit
+     * integers per chunk into metaOut:
+     *   [key, offset of its samples in pcmOut, samples, position of the first sample in its
+     *    stream, the monotonic time the bridge delivered it in ns, 1 if the stream has closed
+     *    (samples 0, the last record of that key; the hub then forgets it) else 0].
+     * A stream has several records if the reader was late; a closed stream's tail may be
+     * shorter than a chunk. Returns the number of records. What does not fit (pcmOut or
+     * metaOut full) stays for the next call, and the eventfd is signalled again for it.
      */
     int readReady(short *pcmOut, size_t outSamples, long long *metaOut, size_t metaCount);
 
@@ -173,11 +175,14 @@ public:
     long long speakBuffered() const;
 
     /**
-     * Post this stream's key to hub whenever at least chunkSamples are buffered for reading
-     * (and when the tap closes). Replaces any earlier hub. The listen ring first drops its
+     * Hand every whole chunk of chunkSamples to hub from now on, under key (and, when the tap
+     * closes, its short tail and the end): see the header comment. Replaces any earlier hub.
+     * read() then only sees what is not yet a whole chunk. The listen ring first drops its
      * oldest samples up to the next multiple of chunkSamples in the bridge's clock (less than
-     * a chunk, once): every tap of the hub with that chunk size is then ready on the same
-     * bridge tick, so one wake-up serves them all.
+     * a chunk, once): every tap of the hub with that chunk size is then complete on the same
+     * bridge tick, so one wake-up serves them all. The hub holds at most as many samples as
+     * its streams' listen rings together; beyond that a slow reader loses the oldest chunks
+     * (counted in listenDropped / listenOverflows).
      */
     void setHub(const MediaTapHub &hub, int key, unsigned chunkSamples);
 
