@@ -341,6 +341,12 @@ void MediaTapStream::setHub(const MediaTapHub &hub, int key, unsigned chunkSampl
         st->align();
         wake = st->handOver(h);  /* what is buffered already (or the end of a closed stream) */
     }
+    /* From now on the ring only stages less than a chunk (plus a frame, plus the alignment
+     * skip): a small ring keeps the media clock's writes in its cache. The hub's bound stays
+     * what the stream was opened with (m.capacity). */
+    const size_t stage = (size_t)(2 * st->hubChunk + st->spf);
+    if (st->listen.buf.size() > stage)
+        st->listen.resize(stage);
     if (wake)
         h->signal();
 }

@@ -74,6 +74,19 @@ struct Ring
         return dropped;
     }
 
+    /* Reallocate to cap2 samples, keeping the newest ones (at most cap2) at their indexes. */
+    void resize(size_t cap2)
+    {
+        const long long keep = std::min(fill(), (long long)cap2);
+        std::vector<short> tmp((size_t)keep);
+        const long long from = head - keep;
+        tail = from;
+        pop(tmp.data(), (size_t)keep);
+        buf.assign(cap2, 0);
+        head = tail = from;
+        push(tmp.data(), (size_t)keep);
+    }
+
     /* Remove n <= fill() samples into dst. */
     void pop(short *dst, size_t n)
     {
