@@ -399,11 +399,16 @@ def run(args: argparse.Namespace) -> int:
         pid = server.proc.pid
         base_threads: list[dict[str, float]] = []
 
+        def deltas(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+            """What a window added: CPU seconds per thread, and the pump's counters."""
+            d = {k: after[k] - before.get(k, 0) for k in after}
+            return ({k: round(v, 2) for k, v in d.items() if not k.startswith("pump ")},
+                    {k[5:]: v for k, v in d.items() if k.startswith("pump ")})
+
         def base_window() -> float:
             before = server.ask("threads")
             cores = window(pid, args.phase_s)
-            after = server.ask("threads")
-            base_threads.append({k: round(after[k] - before.get(k, 0), 2) for k in after if not k.startswith("pump ")})
+            base_threads.append(deltas(before, server.ask("threads"))[0])
             return cores
 
         bases: list[float] = [base_window()]
@@ -418,8 +423,7 @@ def run(args: argparse.Namespace) -> int:
                 res = server.ask("taps off")
                 time.sleep(2)
                 bases.append(base_window())
-                threads = {k: round(th1[k] - th0.get(k, 0), 2) for k in th1 if not k.startswith("pump ")}
-                pump = {k[5:]: th1[k] - th0.get(k, 0) for k in th1 if k.startswith("pump ")}
+                threads, pump = deltas(th0, th1)
                 runs[mode].append({"cores": cores, "base": (bases[-2] + bases[-1]) / 2, "res": res,
                                    "threads": threads, "pump": pump})
         server.ask("hangup")
@@ -443,7 +447,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"engine CPU without taps, {args.calls} calls: "
           f"{statistics.median(bases) * 1000 * 60 / args.calls:.1f} CPU-ms per call-minute "
           f"(median of {len(bases)} windows: {', '.join(f'{b:.3f}' for b in bases)} cores)")
-    ok = True
     for mode, title in (("each", "a reader per tap (async for frame in tap)"),
                         ("group", "one TapGroup reader for every tap (async for batch in group)")):
         rs = runs[mode]
@@ -483,7 +486,6 @@ def run(args: argparse.Namespace) -> int:
         print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
               ", ".join(f"{k} {v} ({base_threads[-2 if mode == 'group' else -3].get(k, 0)})"
                         for k, v in last.items() if v > 0.01))
-        ok = ok and ok_up and ok_down
     out = BENCH / "results" / "tap.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

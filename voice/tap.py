@@ -116,6 +116,13 @@ class Handoff(Generic[T]):
 
     __anext__ = next  # `async for item in handoff`, with no frame in between
 
+    async def read(self) -> T | None:
+        """The next item; None once ended and drained."""
+        try:
+            return await self.next()
+        except StopAsyncIteration:
+            return None
+
     def put(self, item: T) -> None:
         waiter = self._waiter
         if waiter is not None:
@@ -193,21 +200,19 @@ class Tap:
     def __aiter__(self) -> Handoff[TapFrame]:
         # The frames' own hand-off (see Handoff): no Python frame of ours between the reader and
         # its next chunk, the per-frame cost that dominates a tap on every call.
-        if self.group is not None:
-            raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
-        return self._frames
+        return self._own_frames()
 
     def __anext__(self) -> asyncio.Future[TapFrame]:
-        if self.group is not None:
-            raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
-        return self._frames.next()
+        return self._own_frames().next()
 
     async def read(self) -> TapFrame | None:
         """The next chunk of what the call says; None once the tap is closed and drained."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            return None
+        return await self._own_frames().read()
+
+    def _own_frames(self) -> Handoff[TapFrame]:
+        if self.group is not None:
+            raise TapError(f"tap {self.id} is read through its TapGroup, not on its own")
+        return self._frames
 
     def read_nowait(self) -> list[TapFrame]:
         """Every frame already delivered (possibly none), oldest first."""

@@ -119,10 +119,7 @@ class TapGroup:
 
     async def read(self) -> TapBatch | None:
         """The next batch; None once the group is closed and drained."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            return None
+        return await self._batches.read()
 
     async def close(self) -> None:
         """Close every tap of the group, then end the iteration (after what is queued)."""

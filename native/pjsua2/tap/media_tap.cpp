@@ -112,7 +112,6 @@ static pj_status_t tap_get_frame(pjmedia_port *port, pjmedia_frame *frame)
 
 /* ---- MediaTapStats / MediaTapHub ---------------------------------------------------- */
 
-
 MediaTapStats::MediaTapStats()
 : clockRate(0), listenSamples(0), listenRead(0), listenDropped(0), listenOverflows(0),
   listenBuffered(0), speakWritten(0), speakPlayed(0), speakDropped(0), speakOverflows(0),
@@ -241,11 +240,7 @@ int MediaTapStream::read(short *pcmOut, size_t outSamples, unsigned chunkSamples
         n = std::min(fill, (long long)outSamples);  /* a closed tap's tail: may be short */
     if (n == 0)
         return st->closed ? -1 : 0;
-    /* The frame holding sample k arrived ((head-1-k) / spf) frames before the newest one,
-     * and the bridge delivers one frame every spf / rate seconds. */
-    const long long back = (st->listen.head - 1 - st->listen.tail) / st->spf;
-    st->lastReadPos = st->listen.tail;
-    st->lastReadTime = st->lastPutTime - (double)(back * st->spf) / st->rate;
+    st->markRead();
     st->listen.pop(pcmOut, (size_t)n);
     st->listenRead += n;
     return (int)n;

@@ -217,12 +217,8 @@ struct TapHubState
         bool wake = enterTick(ts);
         if (posted) {
             ++tickPosts;
-            if (tickPosts == expected || expected == 0)
-                wake = true;
-            else
-                unsignalled = true;
-            if (wake)
-                unsignalled = false;
+            wake = wake || expected == 0 || tickPosts == expected;
+            unsignalled = !wake;  /* a wake-up now also covers this stream's records */
         }
         return wake;
     }
@@ -280,6 +276,18 @@ struct TapState
         alignPending = false;
     }
 
+    /* With mu held: the oldest buffered listen sample is about to be read. Note its position
+     * and the monotonic time the bridge delivered it (lastReadPos / lastReadTime), and return
+     * that time: the frame holding sample k arrived ((head-1-k) / spf) frames before the
+     * newest one, and the bridge delivers one frame every spf / rate seconds. */
+    double markRead()
+    {
+        const long long back = (listen.head - 1 - listen.tail) / spf;
+        lastReadPos = listen.tail;
+        lastReadTime = lastPutTime - (double)(back * spf) / rate;
+        return lastReadTime;
+    }
+
     /* With mu held, the stream attached to a hub whose mu is held too: hand it every whole
      * chunk buffered, one record each (and, once closed, the short tail and the end).
      * Returns whether anything was handed over. */
@@ -288,17 +296,11 @@ struct TapState
         bool any = false;
         while (listen.fill() >= hubChunk || (closed && listen.fill() > 0)) {
             const long long n = std::min(listen.fill(), hubChunk);
-            /* The frame holding sample k arrived ((head-1-k) / spf) frames before the newest
-             * one, and the bridge delivers one frame every spf / rate seconds. */
-            const long long back = (listen.head - 1 - listen.tail) / spf;
-            const double t = lastPutTime - (double)(back * spf) / rate;
-            lastReadPos = listen.tail;
-            lastReadTime = t;
-            const long long pos = listen.tail;
+            const long long timeNs = std::llround(markRead() * 1e9);
             const size_t cap = listen.buf.size();
             const size_t at = (size_t)(listen.tail % (long long)cap);
             const size_t first = std::min((size_t)n, cap - at);  /* the ring may wrap inside */
-            h->append(key, &listen.buf[at], (long long)first, pos, std::llround(t * 1e9), false);
+            h->append(key, &listen.buf[at], (long long)first, listen.tail, timeNs, false);
             if ((size_t)n > first)
                 h->extend(&listen.buf[0], n - (long long)first);
             listen.tail += n;
