@@ -133,12 +133,14 @@ async def test_phone_tone_arrives_with_its_frequency_and_timing(engine: Engine, 
     pcm = np.concatenate([f.pcm for f, _ in frames])
     bursts = [(a, b) for a, b in segments(pcm) if a > 0 and b < len(pcm)]  # whole bursts only
     assert len(bursts) >= 2, segments(pcm)
+    # The file loops every 2 s (1 s of tone). On the way, the engine's adaptive jitter buffer may stretch or
+    # shrink the audio by a few 20 ms frames when the machine is loaded (CI once saw +60 ms), and the burst
+    # edges are found at a 10 ms resolution: allow 100 ms. The tap's own continuity is the positions check.
     for a, b in bursts:
-        assert abs((b - a) / RATE - 1.0) < 0.06, bursts
+        assert abs((b - a) / RATE - 1.0) <= 0.1, bursts
         assert abs(dominant_frequency(Audio(pcm[a:b], RATE)) - 1000) < 10
     starts = [a for a, _ in bursts]
-    # The file loops every 2 s; a jitter buffer may add or drop a 20 ms frame on the way.
-    assert all(abs((b - a) / RATE - 2.0) <= 0.06 for a, b in zip(starts, starts[1:], strict=False)), starts
+    assert all(abs((b - a) / RATE - 2.0) <= 0.1 for a, b in zip(starts, starts[1:], strict=False)), starts
     stats = tap.stats()
     assert stats.closed and stats.dropped == 0 and stats.frames_dropped == 0
     await phone.report()
