@@ -1,6 +1,7 @@
 """Tap benchmark: what live call audio in Python costs, and how late it is.
 
     .venv/bin/python bench/tap.py [--calls 200] [--chunk-ms 40] [--phase-s 15] [--rounds 2]
+                                  [--readers each,group]
 
 One engine process (``--serve``: voice.engine.Engine on uvloop, as ``callcenter serve`` runs
 it; ``--asyncio-loop`` for asyncio's own loop) carries ``--calls`` concurrent calls:
@@ -15,7 +16,10 @@ every call, each read by its own coroutine (``async for frame in tap``); no taps
 every call, all read by one ``TapGroup`` reader (``async for batch in group``); and a last
 window without taps closes the run. CPU is the engine process's utime + stime
 (/proc/PID/stat); each tapped window's baseline is the mean of the tap-less windows on either
-side of it, so drift hits both sides alike. Medians over the rounds are printed, per reader:
+side of it, so drift hits both sides alike (``--readers group`` measures only the TapGroup
+windows: twice the rounds in the same time). Medians over the rounds are printed, per reader,
+with a distribution-free 95 % confidence interval of the extra CPU's median from 6 rounds on:
+a tap-less window alone varies by +-5-10 % on this kind of machine, so one round says little.
 
 * extra CPU with taps: percent over the baseline, and CPU-milliseconds per call-minute;
 * phone -> tap reader: from the phone's bridge taking the first sample of a tone burst (its
@@ -34,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -353,6 +358,20 @@ def summary(values: list[float]) -> dict[str, float]:
             "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1), "max_ms": round(ms[-1], 1)}
 
 
+def median_ci(values: list[float]) -> tuple[float, float] | None:
+    """A distribution-free 95 % confidence interval of the median (order statistics), or None
+    under 6 values: the k-th smallest and k-th largest, k the largest with P(Bin(n, 1/2) < k) <= 2.5 %."""
+    n = len(values)
+    if n < 6:
+        return None
+    k, below = 0, 0.0
+    while below + math.comb(n, k) / 2**n <= 0.025:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    ordered = sorted(values)
+    return ordered[max(k - 1, 0)], ordered[n - max(k, 1)]
+
+
 def window(pid: int, seconds: float) -> float:
     """Cores used by ``pid`` over the next ``seconds``."""
     c0, t0 = cpu_seconds(pid), time.monotonic()
@@ -367,7 +386,7 @@ def run(args: argparse.Namespace) -> int:
     (work / "rec").mkdir()
     t = np.arange(int(RATE * 5)) / RATE  # a 5 s "voice": 300 Hz with a 3 Hz syllable rhythm
     voice = 6000 * np.sin(2 * np.pi * 300 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))
-    length = int((4 * args.rounds + 2) * (args.phase_s + 4)) + 60  # seconds of call
+    length = int((2 * len(args.readers) * args.rounds + 2) * (args.phase_s + 4)) + 60  # seconds of call
     write_wav(work / "load.wav", Audio(np.tile(voice.astype(np.int16), length // 5 + 1), RATE))
     sip_port, sipp_port = free_udp(25000, 26000), free_udp(26000, 27000)
     media_port = free_udp(6000, 9000, 4)
@@ -393,8 +412,9 @@ def run(args: argparse.Namespace) -> int:
             if time.monotonic() > deadline or sipp.poll() is not None:
                 raise RuntimeError(f"only {n} of {args.calls} calls came up (SIPp exit {sipp.poll()})")
             time.sleep(0.5)
-        print(f"{args.calls} calls up; {args.rounds} round(s) of {args.phase_s:g} s windows: no taps, a reader "
-              "per tap, no taps, one TapGroup reader; then no taps", flush=True)
+        names = {"each": "a reader per tap", "group": "one TapGroup reader"}
+        print(f"{args.calls} calls up; {args.rounds} round(s) of {args.phase_s:g} s windows: no taps, "
+              f"{', no taps, '.join(names[m] for m in args.readers)}; then no taps", flush=True)
         time.sleep(3)
         pid = server.proc.pid
         base_threads: list[dict[str, float]] = []
@@ -412,9 +432,9 @@ def run(args: argparse.Namespace) -> int:
             return cores
 
         bases: list[float] = [base_window()]
-        runs: dict[str, list[dict[str, Any]]] = {"each": [], "group": []}
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.readers}
         for _ in range(args.rounds):
-            for mode in ("each", "group"):
+            for mode in args.readers:
                 server.ask(f"taps {mode}")
                 time.sleep(2)
                 th0 = server.ask("threads")
@@ -449,6 +469,8 @@ def run(args: argparse.Namespace) -> int:
           f"(median of {len(bases)} windows: {', '.join(f'{b:.3f}' for b in bases)} cores)")
     for mode, title in (("each", "a reader per tap (async for frame in tap)"),
                         ("group", "one TapGroup reader for every tap (async for batch in group)")):
+        if mode not in runs:
+            continue
         rs = runs[mode]
         pcts = [100 * (r["cores"] - r["base"]) / r["base"] for r in rs]
         extra_ms = [1000 * (r["cores"] - r["base"]) * 60 / args.calls for r in rs]
@@ -464,12 +486,15 @@ def run(args: argparse.Namespace) -> int:
             "dropped_frames": sum(r["res"]["frames_dropped"] for r in rs),
             "thread_cpu_s": [r["threads"] for r in rs], "pump": [r["pump"] for r in rs],
         }
+        ci = median_ci(pcts)
+        m["extra_cpu_pct_median_ci95"] = [round(c, 1) for c in ci] if ci else None
         ok_cpu = m["extra_cpu_pct_median"] < 10
         ok_up = bool(up) and statistics.median(up) < 0.06
         ok_down = bool(down) and statistics.median(down) < 0.06
         print(f"\n{title}:")
         print(f"  extra CPU with a tap on every call: median {m['extra_cpu_pct_median']} % "
-              f"({m['extra_cpu_ms_per_call_minute_median']} CPU-ms per call-minute; rounds: "
+              f"({m['extra_cpu_ms_per_call_minute_median']} CPU-ms per call-minute"
+              f"{f'; 95 % CI of the median {ci[0]:.1f} to {ci[1]:.1f} %' if ci else ''}; rounds: "
               f"{', '.join(f'{p:.1f} %' for p in pcts)})  target < 10 %: {'PASS' if ok_cpu else 'FAIL'}")
         for name, key, good in (("phone -> tap reader", "phone_to_tap_reader", ok_up),
                                 ("tap writer -> phone", "tap_writer_to_phone", ok_down)):
@@ -484,7 +509,7 @@ def run(args: argparse.Namespace) -> int:
               f"{pu.get('records', 0) / max(1, pu.get('passes', 0)):.0f} taps per pass")
         last = rs[-1]["threads"]
         print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
-              ", ".join(f"{k} {v} ({base_threads[-2 if mode == 'group' else -3].get(k, 0)})"
+              ", ".join(f"{k} {v} ({base_threads[args.readers.index(mode) - len(args.readers) - 1].get(k, 0)})"
                         for k, v in last.items() if v > 0.01))
     out = BENCH / "results" / "tap.json"
     out.parent.mkdir(exist_ok=True)
@@ -499,6 +524,9 @@ def main() -> int:
     ap.add_argument("--chunk-ms", type=int, default=40)
     ap.add_argument("--phase-s", type=float, default=15.0)
     ap.add_argument("--rounds", type=int, default=2, help="rounds of (no taps, reader per tap, no taps, TapGroup)")
+    ap.add_argument("--readers", default="each,group",
+                    type=lambda v: [m for m in ("each", "group") if m in v.split(",")],
+                    help="which readers to measure: each (a coroutine per tap), group (one TapGroup), or both")
     ap.add_argument("--speak", action="store_true",
                     help="also connect every load tap's speak side to its call (idle: nothing written)")
     ap.add_argument("--asyncio-loop", action="store_true",
@@ -512,6 +540,8 @@ def main() -> int:
     ap.add_argument("--wav", help=argparse.SUPPRESS)
     ap.add_argument("--rec-dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if not args.readers:
+        ap.error("--readers: each, group or each,group")
     if args.serve:  # on the loop `callcenter serve` runs
         import uvloop
 

@@ -344,8 +344,10 @@ class HubPump:
         self._taps.clear()
 
     def _on_signal(self) -> None:
-        with contextlib.suppress(BlockingIOError):
+        try:
             os.read(self._fd, 8)  # level-triggered: drain it, then read every ready tap
+        except BlockingIOError:
+            pass
         self._pump()
 
     def _pump(self) -> int:

@@ -387,7 +387,8 @@ def test_shutdown_with_taps_open_exits_cleanly(tmp_path: Path) -> None:
     assert all(c >= 20 for c in counts), out.stdout
 
 
-def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
+@pytest.mark.parametrize("chunk_ms", [40, 30])  # 30: chunks that end inside a 20 ms frame
+def test_hub_takes_every_tap_of_a_tick_in_one_pass(chunk_ms: int) -> None:
     """60 taps fed by players on a bare endpoint, read by one TapGroup: one pass per chunk with
     every tap in it, each chunk exactly the player's samples, a stalled loop's loss counted and
     visible as a gap, and every tap's end delivered when the streams close."""
@@ -398,7 +399,7 @@ def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
         from voice.audio import Audio, write_wav
         from voice.tap import Tap
         from voice.tap_group import TapGroup
-        N, RATE = 60, 8000
+        N, RATE, CHUNK_MS = 60, 8000, int(sys.argv[2])
         ramp = (np.arange(60000) % 30000).astype(np.int16)   # position-identifying samples
         path = tempfile.mkdtemp() + "/ramp.wav"
         write_wav(path, Audio(ramp, RATE))
@@ -414,8 +415,8 @@ def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
             pl.startTransmit(port); players.append(pl); ports.append(port)
 
         async def main():
-            group = TapGroup(asyncio.get_running_loop(), RATE, 40, 10.0)
-            taps = [group._add(Tap(i + 1, i, p.openStream(500), 40, 0, None, False, group))
+            group = TapGroup(asyncio.get_running_loop(), RATE, CHUNK_MS, 10.0)
+            taps = [group._add(Tap(i + 1, i, p.openStream(500), CHUNK_MS, 0, None, False, group))
                     for i, p in enumerate(ports)]
             sizes, exact, nexts, gaps = [], True, {}, 0
             async def read(seconds):
@@ -428,7 +429,7 @@ def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
                     exact &= bool((np.diff(m.astype(np.int64), axis=1) % 30000 == 1).all())
                     for tap, pos in zip(batch.taps.tolist(), batch.positions.tolist()):
                         gaps += tap in nexts and pos != nexts[tap]
-                        nexts[tap] = pos + 320
+                        nexts[tap] = pos + group.chunk_samples
             await read(2.0)
             steady = sizes[10:]
             time.sleep(1.5)                               # the loop stalls: 500 ms rings each
@@ -451,11 +452,13 @@ def test_hub_takes_every_tap_of_a_tick_in_one_pass() -> None:
         ep.libDestroy()
         """
     )
-    out = subprocess.run([sys.executable, "-c", script, str(ROOT)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", script, str(ROOT), str(chunk_ms)],
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.splitlines()[-1])
     steady = r["steady"]
-    assert 30 <= len(steady) <= 60, len(steady)  # ~25 passes a second, not one per tap or per tick
+    expected = 2000 / chunk_ms - 10  # one pass per chunk period: not one per tap or per tick
+    assert 0.75 * expected <= len(steady) <= 1.5 * expected, len(steady)
     assert sum(n == 60 for n in steady) >= 0.9 * len(steady), steady  # every tap in the same pass
     assert r["exact"] and r["gaps_before"] == 0  # contiguous samples, no gap while read on time
     assert r["dropped"] > 0 and r["gaps"] >= 60  # the stall overflowed: counted, and each tap saw a gap

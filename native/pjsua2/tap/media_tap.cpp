@@ -18,43 +18,59 @@ using std::string;
 static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
 {
     PortState *ps = static_cast<PortState *>(port->port_data.pdata);
-    std::shared_ptr<TapState> sp;
-    {
-        std::lock_guard<std::mutex> lk(ps->mu);
-        if (ps->wav)
-            pjmedia_port_put_frame(ps->wav, frame);
-        if (ps->listener)
-            sp = ps->listener;
+    /* ps->mu is held throughout: the stream cannot be swapped or freed meanwhile, so no
+     * reference is taken (an atomic on a cache line this thread last touched a tick ago). */
+    std::lock_guard<std::mutex> plk(ps->mu);
+    TapState *st = ps->listener.get();
+    if (st) {  /* its lines are needed below: fetch them while the recorder works */
+        __builtin_prefetch(st, 1);
+        __builtin_prefetch(reinterpret_cast<const char *>(st) + 64, 1);
+        __builtin_prefetch(reinterpret_cast<const char *>(st) + 128, 1);
     }
-    TapState *st = sp.get();
+    if (ps->wav)
+        pjmedia_port_put_frame(ps->wav, frame);
     if (!st)
         return PJ_SUCCESS;
     const bool audio = frame->type == PJMEDIA_FRAME_TYPE_AUDIO && frame->buf != NULL && frame->size >= 2;
+    const unsigned long long ts = frame->timestamp.u64;
     std::shared_ptr<TapHubState> hub;
     bool wake = false, signal = false;
     {
         std::lock_guard<std::mutex> lk(st->mu);
         if (st->closed)
             return PJ_SUCCESS;
-        if (audio) {
-            const size_t n = frame->size / sizeof(short);
-            long long dropped = st->listen.push(static_cast<const short *>(frame->buf), n);
-            if (dropped) {
-                st->listenDropped += dropped;
-                st->listenOverflows++;
-            }
-            st->lastPutTime = monotonicNow();
-            st->tsHead = frame->timestamp.u64 + n;
-            st->tsKnown = true;
-            st->align();
-            wake = st->waiters > 0;
+        TapHubState *h = NULL;
+        if (st->hasHub && (hub = st->hub.lock()))
+            h = hub.get();
+        /* Every frame, audio or not: the hub follows the bridge's ticks. A tick's first frame
+         * enters it (and reads the clock for every member); the others skip the hub's lock. */
+        if (h && ts != h->tick.load(std::memory_order_relaxed)) {
+            std::lock_guard<std::mutex> hk(h->mu);
+            signal = h->enterTick(ts);
         }
-        /* Every frame, audio or not: the hub follows the bridge's ticks. */
-        if (st->hasHub && (hub = st->hub.lock())) {
-            const unsigned long long ts = frame->timestamp.u64;
-            if (st->listen.fill() >= st->hubChunk || ts != hub->tick.load(std::memory_order_relaxed)) {
-                std::lock_guard<std::mutex> hk(hub->mu);
-                signal = hub->frame(ts, st->handOver(hub.get()));
+        if (audio) {
+            const short *src = static_cast<const short *>(frame->buf);
+            const size_t n = frame->size / sizeof(short);
+            st->lastPutTime = h ? h->tickTime : monotonicNow();
+            st->tsHead = ts + n;
+            st->tsKnown = true;
+            wake = st->waiters > 0;
+            if (h && !st->alignPending && st->listen.fill() + (long long)n == st->hubChunk) {
+                /* The usual frame of a hub's stream that completes a chunk: straight to the hub. */
+                std::lock_guard<std::mutex> hk(h->mu);
+                st->handOverWith(h, src, (long long)n);
+                signal = h->frame(ts, true) || signal;
+            } else {
+                long long dropped = st->listen.push(src, n);
+                if (dropped) {
+                    st->listenDropped += dropped;
+                    st->listenOverflows++;
+                }
+                st->align();
+                if (h && st->listen.fill() >= st->hubChunk) {
+                    std::lock_guard<std::mutex> hk(h->mu);
+                    signal = h->frame(ts, st->handOver(h)) || signal;
+                }
             }
         }
     }
@@ -267,11 +283,19 @@ int MediaTapStream::write(const short *pcmIn, size_t inSamples)
     TapState *st = state.get();
     if (!st)
         return -1;
+    std::vector<short> ring;  /* the speak ring, made on the first write (outside the lock) */
+    {
+        std::lock_guard<std::mutex> lk(st->mu);
+        if (st->speak.buf.empty())
+            ring.assign(st->speakCapacity, 0);
+    }
     std::lock_guard<std::mutex> lk(st->mu);
     if (st->closed)
         return -1;
     if (!pcmIn || inSamples == 0)
         return 0;
+    if (st->speak.buf.empty())
+        st->speak.buf.swap(ring);
     long long dropped = st->speak.push(pcmIn, inSamples);
     if (dropped) {
         st->speakDropped += dropped;
@@ -467,7 +491,7 @@ MediaTapStream MediaTap::openStream(unsigned bufferMs) PJSUA2_THROW(pj::Error)
     size_t cap = (size_t)rate * bufferMs / 1000;
     cap = std::max(cap, (size_t)spf * 2);
     st->listen.buf.assign(cap, 0);
-    st->speak.buf.assign(cap, 0);
+    st->speakCapacity = cap;  /* the speak ring is made by the first write(): most taps only listen */
     std::shared_ptr<TapState> old;
     {
         std::lock_guard<std::mutex> lk(pstate->mu);

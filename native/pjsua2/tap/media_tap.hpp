@@ -31,7 +31,9 @@
  *     for the non-blocking ones (a memcpy under a mutex): no GIL hand-off per call.
  *   - MediaTapHub lets one thread serve many taps. A stream attached to a hub (setHub) hands
  *     each whole chunk over as soon as the bridge completes it, on the media clock thread
- *     (the samples are still in its cache): the hub appends it to one buffer, and readReady()
+ *     (the samples are still in its cache; the frame that completes a chunk goes from the
+ *     bridge's buffer to the hub's without passing through the stream's ring): the hub
+ *     appends it to one buffer, and readReady()
  *     copies everything pending out in one memcpy, so the reader touches one buffer, not a
  *     ring per tap. Chunks are aligned to the bridge's clock (setHub): all the taps of a hub
  *     with one chunk size are complete on the same tick, once per chunk. The hub follows the
@@ -39,8 +41,9 @@
  *     is complete: as many streams handed chunks over as in the last tick that had any, or
  *     else when the next tick begins. So a bridge tick that completes many taps costs the
  *     reader one wake-up and one readReady(), whatever the tick's length. A stream attached
- *     or closed from another thread signals at once. Lock order: a stream's mutex, then its
- *     hub's; the reader holds the hub's only to swap two buffers.
+ *     or closed from another thread signals at once. Lock order: the port's mutex (the
+ *     media clock holds it through put_frame), the stream's, then the hub's; the reader holds
+ *     the hub's only to swap two buffers.
  *
  * OVERFLOW AND UNDERFLOW
  *   - Listen ring full (nobody reads): the oldest samples are dropped to make room for the
@@ -58,7 +61,9 @@
  *   Samples are numbered from 0 in each ring. After a read, lastReadPosition() is the index
  *   of its first sample and lastReadTime() the CLOCK_MONOTONIC time (seconds, the clock of
  *   Python's time.monotonic()) at which the bridge delivered that sample, estimated as
- *   (time of the newest put_frame) - (samples buffered after it) / clockRate.
+ *   (time of the newest put_frame) - (samples buffered after it) / clockRate. For a stream
+ *   on a hub, "the time of a put_frame" is when the bridge's tick reached the hub's first
+ *   stream: one clock read per tick for all of them (a tick walks every port in a few ms).
  */
 #ifndef CALLCENTER_MEDIA_TAP_HPP
 #define CALLCENTER_MEDIA_TAP_HPP

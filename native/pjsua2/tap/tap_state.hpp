@@ -118,7 +118,7 @@ struct HubMember
     long long capacity = 0;     /* its listen ring's size: what it adds to the hub's bound */
 };
 
-/* Guarded by mu. Lock order: a stream's mu, then its hub's mu (never the other way). */
+/* Guarded by mu. Lock order: a port's mu, its stream's, then its hub's (never the other way). */
 struct TapHubState
 {
     std::mutex mu;
@@ -137,6 +137,7 @@ struct TapHubState
     /* The bridge tick being delivered (media clock thread): see frame(). tick is also read
      * without mu by that same thread, to skip the lock on every frame but a tick's first. */
     std::atomic<unsigned long long> tick{~0ULL};
+    double tickTime = 0;        /* monotonic time of the tick's first frame: the members' frame time */
     size_t tickPosts = 0;       /* streams that handed chunks over in this tick */
     size_t expected = 0;        /* ...in the last tick that had any (0: not known yet) */
     bool unsignalled = false;   /* records the reader has not been woken for */
@@ -196,6 +197,7 @@ struct TapHubState
         if (ts == tick.load(std::memory_order_relaxed))
             return false;
         tick.store(ts, std::memory_order_relaxed);
+        tickTime = monotonicNow();  /* one clock read per tick for all the members */
         if (tickPosts)
             expected = tickPosts;
         tickPosts = 0;
@@ -224,40 +226,45 @@ struct TapHubState
     }
 };
 
-/* Everything below is guarded by mu, which is only ever held for a memcpy and counters. */
-struct TapState
+/* Everything below is guarded by mu, which is only ever held for a memcpy and counters. The
+ * fields the media clock touches on every frame come first, in three cache lines (which
+ * put_frame prefetches): it runs for hundreds of streams per tick, and each line it misses
+ * costs more than its work. */
+struct alignas(64) TapState
 {
     std::mutex mu;
-    std::condition_variable cv;     /* blocking read() waits here */
+    Ring listen;                    /* put_frame -> application */
+    unsigned long long tsHead = 0;  /* the bridge's timestamp of the sample after the newest */
+    double lastPutTime = 0;         /* monotonic time of the newest put_frame */
+    long long hubChunk = 1;
+    long long listenRead = 0;
+    long long lastReadPos = 0;
+    double lastReadTime = 0;
+    std::weak_ptr<TapHubState> hub;
+    int key = 0;
+    int waiters = 0;                /* threads blocked in read() */
     unsigned rate = 0;
     unsigned spf = 0;               /* samples per frame of the port */
-    Ring listen;                    /* put_frame -> application */
-    Ring speak;                     /* application -> get_frame */
-    double lastPutTime = 0;         /* monotonic time of the newest put_frame */
-    unsigned long long tsHead = 0;  /* the bridge's timestamp of the sample after the newest */
     bool tsKnown = false;
     bool alignPending = false;      /* align the listen ring's chunks to the bridge's clock */
     bool closed = false;
+    bool hasHub = false;
+    /* (the hot fields end here: 168 bytes) */
+
+    std::condition_variable cv;     /* blocking read() waits here */
+    Ring speak;                     /* application -> get_frame (empty until the first write) */
+    size_t speakCapacity = 0;
     bool speaking = false;          /* a written stream is playing */
     bool ending = false;            /* ...and endWrite() was called */
     bool playing = false;           /* the bridge is taking written samples */
     double speakStartedAt = 0;      /* when it took the first one of this stream */
-    int waiters = 0;                /* threads blocked in read() */
 
-    long long listenRead = 0, listenDropped = 0, listenOverflows = 0;
+    long long listenDropped = 0, listenOverflows = 0;
     long long speakWritten = 0, speakPlayed = 0, speakDropped = 0, speakOverflows = 0;
     long long speakFlushed = 0, speakUnderflows = 0, speakSilence = 0;
 
     /* What its hub dropped because the reader fell behind (written under the hub's mu). */
     std::atomic<long long> hubDropped{0}, hubOverflows{0};
-
-    std::weak_ptr<TapHubState> hub;
-    bool hasHub = false;
-    int key = 0;
-    long long hubChunk = 1;
-
-    long long lastReadPos = 0;
-    double lastReadTime = 0;
 
     /* With mu held: drop the oldest samples up to the next multiple of hubChunk in the
      * bridge's clock (< one chunk, once, when a hub attaches). Every tap of a hub with the
@@ -314,6 +321,32 @@ struct TapState
         }
         return any;
     }
+
+    /* With mu held, the stream attached to a hub whose mu is held too, its chunks aligned: the
+     * bridge's frame src of n samples completes the staged chunk (listen.fill() + n ==
+     * hubChunk). The staged part and the frame go to the hub as one record, the frame straight
+     * from the bridge's buffer: it never passes through the ring. */
+    void handOverWith(TapHubState *h, const short *src, long long n)
+    {
+        const long long staged = listen.fill();
+        const long long head = listen.head + n;
+        lastReadPos = listen.tail;
+        lastReadTime = lastPutTime - (double)((head - 1 - listen.tail) / spf * spf) / rate;
+        const long long timeNs = std::llround(lastReadTime * 1e9);
+        if (staged > 0) {
+            const size_t cap = listen.buf.size();
+            const size_t at = (size_t)(listen.tail % (long long)cap);
+            const size_t first = std::min((size_t)staged, cap - at);
+            h->append(key, &listen.buf[at], (long long)first, listen.tail, timeNs, false);
+            if ((size_t)staged > first)
+                h->extend(&listen.buf[0], staged - (long long)first);
+            h->extend(src, n);
+        } else {
+            h->append(key, src, n, listen.tail, timeNs, false);
+        }
+        listen.head = listen.tail = head;
+        listenRead += staged + n;
+    }
 };
 
 inline void TapHubState::countDrop(int key, long long samples)
@@ -326,14 +359,17 @@ inline void TapHubState::countDrop(int key, long long samples)
 }
 
 /* The port's side: which tap state it currently feeds, and its recording. mu is held by the
- * media clock for a pointer copy and the WAV writer's put_frame (a memcpy, a file write
- * every few frames), and by the engine thread to swap either; never by application threads. */
-struct PortState
+ * media clock through put_frame (the WAV writer's memcpy and a file write every few frames,
+ * then the stream's and the hub's, which it locks inside: lock order port, stream, hub) and
+ * for a pointer copy in get_frame, and by the engine thread to swap either; never by
+ * application threads. */
+struct alignas(64) PortState  /* one cache line: mu, listener and wav */
 {
     std::mutex mu;
     std::shared_ptr<TapState> listener;   /* the open stream, or none */
     pjmedia_port *wav = NULL;             /* the recording, or none */
 };
+static_assert(sizeof(PortState) == 64, "PortState is one cache line");
 
 } // namespace callcenter
 
