@@ -143,7 +143,7 @@ class _GroupPump(HubPump):
 
     def _take(self, rows: np.ndarray, audio: Pcm) -> None:
         ended: tuple[int, ...] = ()
-        if rows[:, 5].any():  # taps that closed: end them, keep only the entries with audio
+        if np.count_nonzero(rows[:, 5]):  # taps that closed: end them, keep only the entries with audio
             done = rows[:, 5] != 0
             ended = tuple(rows[done, 0].tolist())
             for key in ended:
