@@ -249,7 +249,7 @@ struct alignas(64) TapState
     bool alignPending = false;      /* align the listen ring's chunks to the bridge's clock */
     bool closed = false;
     bool hasHub = false;
-    /* (the hot fields end here: 168 bytes) */
+    /* (the hot fields end here, at byte 164) */
 
     std::condition_variable cv;     /* blocking read() waits here */
     Ring speak;                     /* application -> get_frame (empty until the first write) */
