@@ -453,7 +453,7 @@ def run(args: argparse.Namespace) -> int:
                 bases.append(base_window())
                 threads, pump = deltas(th0, th1)
                 runs[mode].append({"cores": cores, "base": (bases[-2] + bases[-1]) / 2, "res": res,
-                                   "threads": threads, "pump": pump})
+                                   "threads": threads, "pump": pump, "threads_before": base_threads[-2]})
         server.ask("hangup")
         sipp_rc = sipp.wait(60)
         phone_out = json.loads(probe.communicate(timeout=30)[0].decode().strip().splitlines()[-1])
@@ -516,9 +516,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  tap pump (last window): {pu.get('passes', 0) / args.phase_s:.1f} passes/s, "
               f"{pu.get('records', 0) / max(1, pu.get('passes', 0)):.0f} taps per pass")
         last = rs[-1]["threads"]
+        before = rs[-1]["threads_before"]
         print("  engine threads, CPU s in the last window (and in the tap-less one before it):",
-              ", ".join(f"{k} {v} ({base_threads[args.readers.index(mode) - len(args.readers) - 1].get(k, 0)})"
-                        for k, v in last.items() if v > 0.01))
+              ", ".join(f"{k} {v} ({before.get(k, 0)})" for k, v in last.items() if v > 0.01))
     out = BENCH / "results" / "tap.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -286,13 +286,36 @@ struct alignas(64) TapState
     /* With mu held: the oldest buffered listen sample is about to be read. Note its position
      * and the monotonic time the bridge delivered it (lastReadPos / lastReadTime), and return
      * that time: the frame holding sample k arrived ((head-1-k) / spf) frames before the
-     * newest one, and the bridge delivers one frame every spf / rate seconds. */
-    double markRead()
+     * newest one, and the bridge delivers one frame every spf / rate seconds. incoming: the
+     * newest frame's samples when they are handed on without entering the ring. */
+    double markRead(long long incoming = 0)
     {
-        const long long back = (listen.head - 1 - listen.tail) / spf;
+        const long long back = (listen.head + incoming - 1 - listen.tail) / spf;
         lastReadPos = listen.tail;
         lastReadTime = lastPutTime - (double)(back * spf) / rate;
         return lastReadTime;
+    }
+
+    /* With mu held, the stream attached to a hub whose mu is held too: one record of the n
+     * oldest buffered samples (the ring may wrap inside them), followed by the `incoming`
+     * samples of src, which never enter the ring. */
+    void handRecord(TapHubState *h, long long n, const short *src = NULL, long long incoming = 0)
+    {
+        const long long timeNs = std::llround(markRead(incoming) * 1e9);
+        if (n == 0) {
+            h->append(key, src, incoming, listen.tail, timeNs, false);
+        } else {
+            const size_t cap = listen.buf.size();
+            const size_t at = (size_t)(listen.tail % (long long)cap);
+            const size_t first = std::min((size_t)n, cap - at);
+            h->append(key, &listen.buf[at], (long long)first, listen.tail, timeNs, false);
+            if ((size_t)n > first)
+                h->extend(&listen.buf[0], n - (long long)first);
+            if (incoming)
+                h->extend(src, incoming);
+        }
+        listen.tail += n;
+        listenRead += n + incoming;
     }
 
     /* With mu held, the stream attached to a hub whose mu is held too: hand it every whole
@@ -302,16 +325,7 @@ struct alignas(64) TapState
     {
         bool any = false;
         while (listen.fill() >= hubChunk || (closed && listen.fill() > 0)) {
-            const long long n = std::min(listen.fill(), hubChunk);
-            const long long timeNs = std::llround(markRead() * 1e9);
-            const size_t cap = listen.buf.size();
-            const size_t at = (size_t)(listen.tail % (long long)cap);
-            const size_t first = std::min((size_t)n, cap - at);  /* the ring may wrap inside */
-            h->append(key, &listen.buf[at], (long long)first, listen.tail, timeNs, false);
-            if ((size_t)n > first)
-                h->extend(&listen.buf[0], n - (long long)first);
-            listen.tail += n;
-            listenRead += n;
+            handRecord(h, std::min(listen.fill(), hubChunk));
             any = true;
         }
         if (closed) {
@@ -328,24 +342,9 @@ struct alignas(64) TapState
      * from the bridge's buffer: it never passes through the ring. */
     void handOverWith(TapHubState *h, const short *src, long long n)
     {
-        const long long staged = listen.fill();
-        const long long head = listen.head + n;
-        lastReadPos = listen.tail;
-        lastReadTime = lastPutTime - (double)((head - 1 - listen.tail) / spf * spf) / rate;
-        const long long timeNs = std::llround(lastReadTime * 1e9);
-        if (staged > 0) {
-            const size_t cap = listen.buf.size();
-            const size_t at = (size_t)(listen.tail % (long long)cap);
-            const size_t first = std::min((size_t)staged, cap - at);
-            h->append(key, &listen.buf[at], (long long)first, listen.tail, timeNs, false);
-            if ((size_t)staged > first)
-                h->extend(&listen.buf[0], staged - (long long)first);
-            h->extend(src, n);
-        } else {
-            h->append(key, src, n, listen.tail, timeNs, false);
-        }
-        listen.head = listen.tail = head;
-        listenRead += staged + n;
+        handRecord(h, listen.fill(), src, n);
+        listen.head += n;
+        listen.tail = listen.head;
     }
 };
 
