@@ -4,6 +4,7 @@ Roles: admin (everything), supervisor and qa (calls and recordings), agent (thei
 issues). The OpenAPI schema is published at /openapi.json, with interactive docs at /docs.
 """
 
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,26 @@ def require(*roles: str) -> Callable[..., Awaitable[User]]:
     return check
 
 
+def _regular_file_under(root: Path, path: Path) -> Path | None:
+    """``path`` if it is a regular file inside ``root`` reached through no symbolic link; else None."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        return None
+    here = root
+    for part in rel.parts:
+        if part in ("", ".", ".."):
+            return None
+        here = here / part
+        try:
+            st = here.lstat()
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            return None
+    return here if stat.S_ISREG(st.st_mode) else None
+
+
 def _call_out(row: dict[str, Any]) -> CallOut:
     url = f"/api/calls/{row['id']}/recording" if row.get("recording_path") else None
     return CallOut(**row, recording_url=url)
@@ -128,9 +149,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise HTTPException(404, f"no call {call_id}")
         if not row["recording_path"] or row["ended_at"] is None:
             raise HTTPException(404, f"call {call_id} has no finished recording")
-        path = (ctx.data_dir / row["recording_path"]).resolve()
-        if not path.is_relative_to(ctx.data_dir) or not path.exists():
-            raise HTTPException(410, f"the recording of call {call_id} is gone from the data directory")
+        path = _regular_file_under(ctx.data_dir / "recordings", ctx.data_dir / row["recording_path"])
+        if path is None:
+            raise HTTPException(410, f"the recording of call {call_id} is gone from the recordings folder")
         return FileResponse(path, media_type="audio/wav", filename=path.name)
 
     @app.get("/api/users", response_model=list[UserOut], tags=["users"])

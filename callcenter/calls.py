@@ -20,7 +20,16 @@ from ivr.flow import Flow
 from ivr.prompts import PromptCache
 from recordings import files as recfiles
 from voice.engine import Engine
-from voice.events import CallAnswered, CallEnded, EngineEvent, IncomingCall, MediaReady, PlaybackDone
+from voice.events import (
+    CallAnswered,
+    CallEnded,
+    CallHeld,
+    EngineEvent,
+    IncomingCall,
+    MediaReady,
+    PlaybackDone,
+    TransferRefused,
+)
 from voice.exceptions import CallGone, EngineError, EngineStopped
 
 from .storage.db import utcnow
@@ -106,9 +115,7 @@ class CallService:
                     call.failed = True
                     await self._hangup(call, 500)
         finally:
-            # pjsua reuses call handles: only forget the inbox if it is still this call's.
-            if self._inboxes.get(inc.call) is inbox:
-                del self._inboxes[inc.call]
+            del self._inboxes[inc.call]  # engine ids are never reused
 
     async def _handle(self, call: _CallState, event: EngineEvent) -> None:
         if isinstance(event, CallAnswered):
@@ -121,6 +128,12 @@ class CallService:
             await self._run(call, call.machine.receive(ivr.CallStarted(now=time.monotonic())))
         elif isinstance(event, PlaybackDone):
             await self._run(call, call.machine.receive(ivr.PromptDone(now=time.monotonic())))
+        elif isinstance(event, CallHeld):
+            # The flow goes on while the caller holds (prompts play unheard, the recording
+            # records silence): see docs/sip.md.
+            await self._store(call, "HOLD", self.events.append("HOLD" if event.held else "UNHOLD", call.id))
+        elif isinstance(event, TransferRefused):
+            await self._store(call, "REFER", self.events.append("TRANSFER_REFUSED", call.id, target=event.target))
 
     async def _start_recording(self, call: _CallState, codec: str) -> None:
         """Record the caller's leg. A failure (a full disk, say) is logged; the call goes on unrecorded."""
@@ -162,6 +175,8 @@ class CallService:
         call.machine.receive(ivr.Hangup(now=time.monotonic()))
         if self.stopping and call.machine.finish_reason != "flow_end":
             disposition = "shutdown"
+        elif ended.ended_by:
+            disposition = "timeout"  # the engine ended it: no media, no RTP, too long
         elif call.failed:
             disposition = "failed"
         elif not call.answered:

@@ -16,6 +16,7 @@ import uvloop
 
 from ivr.exceptions import FlowError
 from ivr.flow import load_flow
+from voice.text import clean
 
 from .exceptions import CallCenterError
 from .logs import setup_logging
@@ -99,7 +100,7 @@ def _calls_list(args: argparse.Namespace) -> int:
     cols = ("id", "started_at", "caller", "disposition", "recording_seconds")
     print("  ".join(f"{c:<32}" if c == "id" else c for c in cols))
     for r in rows:
-        caller = r["caller"] if len(r["caller"]) <= 40 else r["caller"][:37] + "..."
+        caller = clean(r["caller"], 40)  # (cleaned by the engine already; rows of older runs may not be)
         print(f"{r['id']:<32}  {r['started_at']}  {caller}  {r['disposition'] or 'active'}  "
               f"{r['recording_seconds'] if r['recording_seconds'] is not None else '-'}")
     return 0

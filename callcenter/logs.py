@@ -8,16 +8,30 @@ from __future__ import annotations
 import logging
 import sys
 
+from voice.text import clean
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "color_message"}
 
 
 class KeyValueFormatter(logging.Formatter):
+    """Every line is one line: control characters in messages and fields are escaped
+    (voice/text.py), whatever a SIP header carried; a traceback's own lines stay as they are."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        saved = record.msg, record.args
+        record.msg, record.args = clean(record.getMessage(), 2000), None
+        try:
+            line = super().format(record)
+        finally:
+            record.msg, record.args = saved
         fields = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+            f"{k}={clean(str(v), 500)}" for k, v in record.__dict__.items()
+            if k not in _STANDARD and not k.startswith("_")
         )
-        return f"{line} {fields}" if fields else line
+        if not fields:
+            return line
+        head, sep, rest = line.partition("\n")  # fields go on the message's line, before a traceback
+        return f"{head} {fields}{sep}{rest}"
 
 
 def setup_logging(level: str = "info") -> None:

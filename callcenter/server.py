@@ -28,6 +28,7 @@ from voice.exceptions import EngineError
 from .api import ApiContext, create_app
 from .calls import CallService
 from .exceptions import StartupError
+from .recovery import recover
 from .settings import Settings, check_data_dir
 from .storage.db import Database
 from .storage.repos import CallRepo, EventRepo, UserRepo
@@ -82,7 +83,7 @@ async def serve(settings: Settings) -> int:
 
 async def _serve(settings: Settings, data_dir: Path, db: Database, flow: Flow) -> int:
     calls, events, users = CallRepo(db), EventRepo(db), UserRepo(db)
-    stale = await calls.close_interrupted()
+    stale = await recover(calls, events, data_dir)  # a previous run killed during calls
     if stale:
         log.warning("closed calls left open by a previous run", extra={"count": stale})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -31,7 +32,9 @@ class Settings:
 _KNOWN = {
     "server": {"host", "sip_port", "http_port", "data_dir"},
     "sip": {"transports", "codecs", "clock_rate", "max_calls", "rtp_port", "rtp_port_range",
-            "public_address", "user_agent", "pjsip_log_level"},
+            "public_address", "user_agent", "pjsip_log_level", "media_timeout_s", "rtp_timeout_s",
+            "max_call_duration_s", "session_timer", "session_expires_s", "max_calls_per_source",
+            "max_new_calls_per_source_per_s", "trusted_peers", "retry_after_s"},
     "ivr": {"flow"},
     "prompts": {"voice", "words_per_minute"},
     "log": {"level"},
@@ -42,6 +45,23 @@ def _typed(table: str, key: str, value: Any, kind: type | tuple[type, ...]) -> A
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"[{table}] {key} = {value!r}: expected {getattr(kind, '__name__', kind)}")
     return value
+
+
+def _seconds(table: dict[str, Any], key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"[sip] {key} = {value!r}: expected a number >= 0 (0 turns it off)")
+    return float(value)
+
+
+def _networks(values: list[Any]) -> tuple[str, ...]:
+    out = []
+    for v in values:
+        try:
+            out.append(str(ipaddress.ip_network(str(v), strict=False)))
+        except ValueError:
+            raise ConfigError(f"[sip] trusted_peers: {v!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(out)
 
 
 def load_settings(config: Path | None) -> Settings:
@@ -85,7 +105,24 @@ def load_settings(config: Path | None) -> Settings:
         public_address=_typed("sip", "public_address", sip.get("public_address", ""), str) or None,
         user_agent=_typed("sip", "user_agent", sip.get("user_agent", eng.user_agent), str),
         pjsip_log_level=_typed("sip", "pjsip_log_level", sip.get("pjsip_log_level", 2), int),
+        media_timeout_s=_seconds(sip, "media_timeout_s", eng.media_timeout_s),
+        rtp_timeout_s=_seconds(sip, "rtp_timeout_s", eng.rtp_timeout_s),
+        max_call_duration_s=_seconds(sip, "max_call_duration_s", eng.max_call_duration_s),
+        session_timer=_typed("sip", "session_timer", sip.get("session_timer", eng.session_timer), str),
+        session_expires_s=_typed("sip", "session_expires_s", sip.get("session_expires_s", eng.session_expires_s), int),
+        max_calls_per_source=_typed("sip", "max_calls_per_source",
+                                    sip.get("max_calls_per_source", eng.max_calls_per_source), int),
+        max_new_calls_per_source_per_s=_seconds(sip, "max_new_calls_per_source_per_s",
+                                                eng.max_new_calls_per_source_per_s),
+        trusted_peers=_networks(_typed("sip", "trusted_peers", sip.get("trusted_peers", []), list)),
+        retry_after_s=_typed("sip", "retry_after_s", sip.get("retry_after_s", eng.retry_after_s), int),
     )
+    if eng.session_timer not in ("off", "optional", "required", "always"):
+        raise ConfigError(f"[sip] session_timer = {eng.session_timer!r}: use off, optional, required or always")
+    if eng.session_expires_s < 90:
+        raise ConfigError(f"[sip] session_expires_s = {eng.session_expires_s}: RFC 4028 needs at least 90")
+    if eng.max_calls_per_source < 1 or eng.max_new_calls_per_source_per_s <= 0:
+        raise ConfigError("[sip] max_calls_per_source and max_new_calls_per_source_per_s must be positive")
     bad = set(eng.transports) - {"udp", "tcp"}
     if bad:
         raise ConfigError(f"[sip] transports: unsupported {sorted(bad)[0]!r} (use 'udp' and/or 'tcp')")

@@ -19,3 +19,14 @@ class EngineConfig:
     rtp_port_range: int = 20000
     user_agent: str = "callcenter"
     pjsip_log_level: int = 2
+    # -- liveness (voice/liveness.py) --
+    media_timeout_s: float = 10.0         # two-way audio must start this soon after the INVITE
+    rtp_timeout_s: float = 30.0           # no RTP this long on a two-way (not held) call: hang up
+    max_call_duration_s: float = 14400.0  # any call, held or not
+    session_timer: str = "optional"       # RFC 4028: off | optional | required | always
+    session_expires_s: int = 1800
+    # -- overload and abuse (native/pjsua2/guard/sip_guard.hpp) --
+    max_calls_per_source: int = 64        # concurrent calls from one IP address
+    max_new_calls_per_source_per_s: float = 20.0  # new calls per second from one IP (burst: twice that)
+    trusted_peers: tuple[str, ...] = ()   # networks exempt from the per-source limits (trunks, Kamailio)
+    retry_after_s: int = 5                # Retry-After of every 503

@@ -1,8 +1,10 @@
 """Typed events the SIP engine posts to the asyncio loop.
 
 pjsua2 callbacks turn pjsua2 objects into these frozen dataclasses on the engine thread; the
-application only ever sees these. ``call`` is the engine's handle for the call (pjsua call id,
-unique while the call lives); ``sip_call_id`` is the SIP Call-ID header.
+application only ever sees these. ``call`` is the engine's id for the call: it is never reused
+(pjsua's own call ids are, within seconds under load), so a command for an ended call fails
+with ``CallGone`` instead of reaching a newer call. ``sip_call_id`` is the SIP Call-ID header.
+Every string taken from the wire is cleaned (voice/text.py) before it is put in an event.
 """
 
 from __future__ import annotations
@@ -39,6 +41,26 @@ class MediaReady:
 
 
 @dataclass(frozen=True, slots=True)
+class CallHeld:
+    """The far end put the call on hold (``held``: sendonly/inactive offer) or resumed it.
+
+    While held, the call's prompts play on (unheard) and its recording records silence."""
+
+    call: int
+    held: bool
+    type: Literal["call_held"] = "call_held"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRefused:
+    """The far end sent a REFER (asked us to call ``target``); it was refused (403)."""
+
+    call: int
+    target: str
+    type: Literal["transfer_refused"] = "transfer_refused"
+
+
+@dataclass(frozen=True, slots=True)
 class PlaybackDone:
     call: int
     playback: int
@@ -54,7 +76,10 @@ class CallEnded:
     reason: str
     local_hangup: bool
     recordings: tuple[str, ...]
+    # Set when the engine itself ended the call (voice/liveness.py): no_media, rtp_timeout,
+    # max_duration; ``reason`` then says why in words.
+    ended_by: str = ""
     type: Literal["call_ended"] = "call_ended"
 
 
-EngineEvent = IncomingCall | CallAnswered | MediaReady | PlaybackDone | CallEnded
+EngineEvent = IncomingCall | CallAnswered | MediaReady | CallHeld | TransferRefused | PlaybackDone | CallEnded

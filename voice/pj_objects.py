@@ -1,25 +1,38 @@
 """pjsua2 subclasses whose callbacks turn pjsua2 state into frozen events.
 
 Every object here lives on the engine thread (see voice/engine.py). A callback never touches
-application state: it reads what it needs from pjsua2 and hands an event to ``sink``. An
-exception escaping a pjsua2 director callback would abort the process, so each one is guarded.
+application state: it reads what it needs from pjsua2 and hands it to its ``Hooks`` (the
+engine core, which this module does not import). An exception escaping a pjsua2 director
+callback would abort the process, so each one is guarded.
+
+Lifetime: a ``Call`` is registered with its hooks before anything else happens in
+``onIncomingCall``, so no failure can drop it inside the callback (its destructor would hang
+the call up under pjsua's feet). Its engine id (``cid``) is never reused; ``handle`` is
+pjsua's call id, which is.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pjsua2 as pj
 
-from .events import IncomingCall
-
-if TYPE_CHECKING:
-    from .engine import _EngineCore
-
 log = logging.getLogger("voice.engine")
+
+
+class Hooks(Protocol):
+    stopping: bool
+
+    def new_call(self, call: Call, prm: Any) -> None: ...
+    def on_call_confirmed(self, call: Call) -> None: ...
+    def on_call_disconnected(self, call: Call, code: int, reason: str) -> None: ...
+    def on_media_state(self, call: Call) -> None: ...
+    def on_refer(self, call: Call, target: str) -> None: ...
+    def on_player_eof(self, call: int, playback: int) -> None: ...
 
 
 def guarded(fn: Callable[..., None]) -> Callable[..., None]:
@@ -44,59 +57,40 @@ def configure_media(med: Any, clock_rate: int) -> None:
     med.quality = 4
 
 
-class PjLogWriter(pj.LogWriter):
-    """Routes pjsip's log lines into Python logging (called from any pjsip thread)."""
-
-    _LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
-
-    @guarded
-    def write(self, entry: Any) -> None:
-        # One line per event: pjsip appends whole packets to some messages (e.g. a parse error).
-        lines = entry.msg.strip().splitlines() or [""]
-        msg = lines[0][:500] + (f" [+{len(lines) - 1} lines]" if len(lines) > 1 else "")
-        logging.getLogger("voice.pjsip").log(self._LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
-
-
 class Account(pj.Account):
-    def __init__(self, core: _EngineCore) -> None:
+    def __init__(self, hooks: Hooks) -> None:
         super().__init__()
-        self._core = core
+        self._hooks = hooks
 
     @guarded
     def onIncomingCall(self, prm: Any) -> None:
-        call = Call(self, prm.callId, self._core)
-        if self._core.stopping:
-            op = pj.CallOpParam()
-            op.statusCode = 503
-            op.reason = "Service Unavailable (shutting down)"
-            call.hangup(op)
-            return
-        ci = call.getInfo()
-        self._core.calls[prm.callId] = call
-        self._core.post(
-            IncomingCall(
-                call=prm.callId,
-                sip_call_id=ci.callIdString,
-                caller=ci.remoteUri,
-                callee=ci.localUri,
-                remote_address=str(prm.rdata.srcAddress),
-            )
-        )
+        call = Call(self, prm.callId, self._hooks)
+        self._hooks.new_call(call, prm)  # registers it first: see the module docstring
 
 
 class Call(pj.Call):
-    def __init__(self, acc: Account, call_id: int, core: _EngineCore) -> None:
-        super().__init__(acc, call_id)
-        self._core = core
-        self.handle = call_id
-        self.audio: Any = None  # pj.AudioMedia once media is active
+    def __init__(self, acc: Account, handle: int, hooks: Hooks) -> None:
+        super().__init__(acc, handle)
+        self._hooks = hooks
+        self.cid = 0  # the engine's id, set by the engine when it registers the call
+        self.handle = handle
+        self.created = time.monotonic()
+        self.sip_call_id = ""  # raw, for the SIP guard's per-source count
+        self.audio: Any = None  # pj.AudioMedia while the call has an audio port on the bridge
+        self.media_index = -1
         self.codec = ""
+        self.media_started = False  # two-way audio was reached once (the IVR runs)
+        self.held = False
         self.confirmed = False
         self.ended = False
         self.local_hangup = False
+        self.ended_by = ""  # set when the engine ends the call itself (liveness)
+        self.end_reason = ""
+        self.refers = 0
         self.players: dict[int, Player] = {}
         self.recorders: dict[str, Any] = {}  # path -> pj.AudioMediaRecorder (recordings after the first)
         self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap of its own
+        self.tap_modes: dict[int, tuple[bool, bool]] = {}  # tap id -> (listen, speak)
         # The call's own port (pj.MediaTap): it records the call, and the first listening tap
         # reads the same frames from it instead of adding a port to the bridge.
         self.port: Any = None
@@ -109,31 +103,32 @@ class Call(pj.Call):
         ci = self.getInfo()
         if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
             self.confirmed = True
-            self._core.on_call_confirmed(self)
+            self._hooks.on_call_confirmed(self)
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
-            self._core.on_call_disconnected(self, ci.lastStatusCode, ci.lastReason)
+            self._hooks.on_call_disconnected(self, ci.lastStatusCode, ci.lastReason)
 
     @guarded
     def onCallMediaState(self, prm: Any) -> None:
-        ci = self.getInfo()
-        for mi in ci.media:
-            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
-                first = self.audio is None
-                self.audio = self.getAudioMedia(mi.index)
-                if first:
-                    try:
-                        self.codec = self.getStreamInfo(mi.index).codecName
-                    except pj.Error:
-                        self.codec = ""
-                    self._core.on_media_ready(self)
-                return
+        self._hooks.on_media_state(self)
+
+    @guarded
+    def onCallTransferRequest(self, prm: Any) -> None:
+        # pjsua would follow a REFER by default: dial whatever Refer-To names, as us. Refused:
+        # transfers are the application's to start.
+        prm.statusCode = 403
+        self._hooks.on_refer(self, prm.dstUri)
+
+    @guarded
+    def onCallReplaceRequest(self, prm: Any) -> None:
+        # An INVITE with Replaces: would let anyone who learnt the dialog's tags take the call over.
+        prm.statusCode = 403
 
 
 class Player(pj.AudioMediaPlayer):
-    def __init__(self, core: _EngineCore, call: int, playback: int) -> None:
+    def __init__(self, hooks: Hooks, call: int, playback: int) -> None:
         super().__init__()
-        self._core = core
+        self._hooks = hooks
         self.call = call
         self.playback = playback
 
@@ -141,4 +136,4 @@ class Player(pj.AudioMediaPlayer):
     def onEof2(self) -> None:
         # Runs on pjmedia's event thread: hand the engine thread plain ids, never this object
         # (it must neither be touched nor freed here; the engine thread retires it).
-        self._core.on_player_eof(self.call, self.playback)
+        self._hooks.on_player_eof(self.call, self.playback)

@@ -57,13 +57,14 @@ class CallRepo:
         ) as cur:
             return [dict(r) for r in await cur.fetchall()]
 
-    async def close_interrupted(self) -> int:
-        """Calls a previous run left open (a crash): mark them ended, 'interrupted'."""
-        cur = await self.db.conn.execute(
-            "UPDATE calls SET ended_at = ?, disposition = 'interrupted' WHERE ended_at IS NULL", (utcnow(),)
-        )
-        await self.db.conn.commit()
-        return cur.rowcount
+    async def open_calls(self) -> list[dict[str, Any]]:
+        """Calls with no end: a previous run was killed during them (see callcenter/recovery.py)."""
+        async with self.db.conn.execute(
+            "SELECT c.id, c.started_at, c.answered_at, c.recording_path, "
+            "(SELECT MAX(at) FROM events e WHERE e.call_id = c.id) AS last_event_at "
+            "FROM calls c WHERE c.ended_at IS NULL ORDER BY c.started_at"
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
 
 
 class EventRepo:
@@ -71,10 +72,11 @@ class EventRepo:
         self.db = db
 
     async def append(self, event: str, call_id: str = "", queue: str = "", agent: str = "",
-                     **data: Any) -> None:
+                     at: str | None = None, **data: Any) -> None:
+        """Append one event; ``at`` (ISO 8601 UTC) defaults to now."""
         await self.db.conn.execute(
             "INSERT INTO events (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)),
+            (at or utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)),
         )
         await self.db.conn.commit()
 

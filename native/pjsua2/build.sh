@@ -37,7 +37,7 @@ else
     debtar=$(ls "$CACHE"/src/ring_*.debian.tar.* | tail -n1)
     src_key=$(cat "$orig" "$debtar" | hash16)
 fi
-lib_key="$src_key-$(cat "$HERE/config_site.h" "$HERE/configure-flags" | hash16)"
+lib_key="$src_key-$(cat "$HERE/config_site.h" "$HERE/configure-flags" "$HERE"/patches/*.patch | hash16)"
 py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 bind_key=$(cd "$HERE" && find . -type f \( -name '*.py' -o -name '*.i' -o -name '*.cpp' -o -name '*.hpp' \) \
     -not -path './build/*' | LC_ALL=C sort | xargs cat | hash16)
@@ -65,6 +65,10 @@ build_pjproject() {
         done
     fi
     pj=${pj%/}
+    for p in "$HERE"/patches/*.patch; do  # the project's own fixes (each file says why)
+        log "applying $(basename "$p")"
+        patch -d "$pj" -p1 --forward --batch < "$p" >&2
+    done
     cp "$HERE/config_site.h" "$pj/pjlib/include/pj/config_site.h"
     log "configuring: $(tr '\n' ' ' < "$HERE/configure-flags")"
     # shellcheck disable=SC2046
@@ -84,9 +88,10 @@ build_wheel() {
     stage="$tree/stage-$bind_key"
     rm -rf "$stage" && mkdir -p "$stage/wheel"
     log "generating the SWIG binding (GIL released around every call: -threads)"
-    cp "$HERE/setup.py" "$HERE"/tap/* "$stage/"
-    # pjproject's interface plus the project's own media tap (native/pjsua2/tap), one module.
-    { cat "$pj/pjsip-apps/src/swig/pjsua2.i"; printf '\n%%include "media_tap.i"\n'; } > "$stage/pjsua2.i"
+    cp "$HERE/setup.py" "$HERE"/tap/* "$HERE"/guard/* "$stage/"
+    # pjproject's interface plus the project's media tap (tap/) and SIP guard (guard/), one module.
+    { cat "$pj/pjsip-apps/src/swig/pjsua2.i"; printf '\n%%include "media_tap.i"\n%%include "sip_guard.i"\n'; } \
+        > "$stage/pjsua2.i"
     (cd "$pj/pjsip-apps/src/swig/python" && swig -I.. -I"$stage" -I../../../../pjlib/include \
         -I../../../../pjlib-util/include -I../../../../pjmedia/include -I../../../../pjsip/include \
         -I../../../../pjnath/include \

@@ -37,6 +37,9 @@
  * then parses the remains as if complete). TCP messages over this size are dropped and logged. */
 #define PJSIP_MAX_PKT_LEN               65536
 
+/* Accept bursts of TCP connections (the default backlog is 5). */
+#define PJSIP_TCP_TRANSPORT_BACKLOG     256
+
 /* Keep full logging available; the application chooses the level. */
 #define PJ_LOG_MAX_LEVEL                5
 

@@ -44,7 +44,7 @@ setup(
     ext_modules=[
         Extension(
             "_pjsua2",
-            ["pjsua2_wrap.cpp", "media_tap.cpp"],
+            ["pjsua2_wrap.cpp", "media_tap.cpp", "sip_guard.cpp"],
             include_dirs=[HERE],
             libraries=libraries,
             extra_compile_args=[*cflags, "-Wno-deprecated-declarations"],

@@ -79,6 +79,7 @@ def main() -> int:
     ap.add_argument("--hangup-after", type=float, help="hang up after this many seconds of connection")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--codec", default="PCMU/8000")
+    ap.add_argument("--local-ip", default="127.0.0.1", help="loopback address to call from (a second source)")
     args = ap.parse_args()
 
     phone = Phone(args)
@@ -97,16 +98,16 @@ def main() -> int:
     ep.audDevManager().setNullDev()
     tcfg = pj.TransportConfig()
     tcfg.port = 0
-    tcfg.boundAddress = "127.0.0.1"
+    tcfg.boundAddress = args.local_ip
     ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if args.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     for c in ep.codecEnum2():
         ep.codecSetPriority(c.codecId, 255 if c.codecId.upper().startswith(args.codec.upper()) else 0)
     acfg = pj.AccountConfig()
-    acfg.idUri = "sip:phone@127.0.0.1"
+    acfg.idUri = f"sip:phone@{args.local_ip}"
     acfg.mediaConfig.transportConfig.port = 40000
     acfg.mediaConfig.transportConfig.portRange = 20000
-    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    acfg.mediaConfig.transportConfig.boundAddress = args.local_ip
     acc = pj.Account()
     acc.create(acfg)
 

@@ -19,6 +19,27 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO_FLOW = ROOT / "config" / "flows" / "demo.toml"
 PHONE = Path(__file__).with_name("phone.py")
 
+# About 25 seconds of speech: calls that stay up while a test does something to them.
+LONG_TEXT = (
+    "Thank you for calling. This message is long on purpose, so that the call stays up while the test does "
+    "its work. It goes on for a while, with one sentence after another, and nothing in it matters at all. Please "
+    "stay on the line. We are still talking, and we will go on talking for a little longer. Almost done now. "
+    "Thank you for your patience, and goodbye."
+)
+LONG_FLOW = f"""
+[flow]
+name = "long"
+start = "talk"
+
+[nodes.talk]
+type = "play"
+say = "{LONG_TEXT}"
+next = "bye"
+
+[nodes.bye]
+type = "hangup"
+"""
+
 SHORT_FLOW = """
 [flow]
 name = "short"
@@ -35,7 +56,7 @@ type = "hangup"
 
 
 class ServerProcess:
-    def __init__(self, base: Path, flow_text: str | None = None, config_extra: str = "") -> None:
+    def __init__(self, base: Path, flow_text: str | None = None, config_extra: str = "", sip_extra: str = "") -> None:
         self.base = base
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -46,7 +67,7 @@ class ServerProcess:
         self.config = base / "callcenter.toml"
         self.config.write_text(
             "[server]\nhost = \"127.0.0.1\"\n"
-            "[sip]\nrtp_port = 30000\nrtp_port_range = 9000\n"
+            "[sip]\nrtp_port = 30000\nrtp_port_range = 9000\n" + sip_extra + "\n"
             f"[ivr]\nflow = \"{flow.name}\"\n" + config_extra
         )
         self.log_path = base / "server.log"

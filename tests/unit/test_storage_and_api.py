@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from callcenter.api import ApiContext, create_app
+from callcenter.recovery import recover
 from callcenter.storage.db import Database
 from callcenter.storage.repos import CallRepo, EventRepo, UserRepo
 
@@ -40,9 +41,15 @@ async def test_calls_newest_first_and_interrupted(db: Database) -> None:
         await calls.create(f"c{i}", f"s{i}", "a", "b", "", "demo")
     await calls.update("c0", ended_at="2026-01-01T00:00:00+00:00", disposition="completed")
     assert [c["id"] for c in await calls.latest(2)] == ["c2", "c1"]
-    assert await calls.close_interrupted() == 2
-    assert (await calls.get("c1"))["disposition"] == "interrupted"  # type: ignore[index]
+    events = EventRepo(db)
+    await events.append("ANSWER", "c1", at="2030-01-01T00:00:01.000+00:00")
+    assert await recover(calls, events, db.path.parent) == 2
+    c1 = await calls.get("c1")
+    assert c1 is not None and c1["disposition"] == "interrupted" and "interrupted" in c1["hangup_cause"]
+    assert c1["ended_at"] == "2030-01-01T00:00:01.000+00:00"  # the last moment it was known alive
     assert (await calls.get("c0"))["disposition"] == "completed"  # type: ignore[index]
+    assert [e["event"] for e in await events.for_call("c2")] == ["CALLEND"]
+    assert await recover(calls, events, db.path.parent) == 0  # nothing left open
 
 
 async def test_events_are_append_only(db: Database) -> None:

@@ -15,9 +15,23 @@ using std::string;
 
 /* ---- the pjmedia port: media clock thread ------------------------------------------- */
 
+/* Silence for the ticks the bridge has nothing for us (room for 48 kHz at 20 ms, twice). */
+static const short SILENCE[1920] = {0};
+
 static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
 {
     PortState *ps = static_cast<PortState *>(port->port_data.pdata);
+    /* A tick with nothing to hear (the call's stream left the bridge: held with a=inactive,
+     * or between two streams of a re-INVITE) is a NONE frame. The recording and the taps keep
+     * the call's timeline: they get silence, not a gap (pjmedia's WAV writer skips NONE). */
+    pjmedia_frame quiet;
+    if (frame->type != PJMEDIA_FRAME_TYPE_AUDIO || frame->buf == NULL || frame->size < 2) {
+        quiet = *frame;
+        quiet.type = PJMEDIA_FRAME_TYPE_AUDIO;
+        quiet.buf = const_cast<short *>(SILENCE);
+        quiet.size = std::min<size_t>(PJMEDIA_PIA_SPF(&port->info) * sizeof(short), sizeof(SILENCE));
+        frame = &quiet;
+    }
     /* ps->mu is held throughout: the stream cannot be swapped or freed meanwhile, so no
      * reference is taken (an atomic on a cache line this thread last touched a tick ago). */
     std::lock_guard<std::mutex> plk(ps->mu);

@@ -1,0 +1,17 @@
+/*
+ * sip_guard.i - SWIG interface of the callcenter SIP guard (see sip_guard.hpp).
+ *
+ * build.sh appends `%include "sip_guard.i"` to a copy of pjproject's pjsua2.i:
+ * pjsua2.SipGuard and pjsua2.SipGuardCounts. Every method runs on the engine thread.
+ */
+%{
+#include "sip_guard.hpp"
+%}
+
+%include "std_string.i"
+%include "exception.i"
+%exception callcenter::SipGuard::install {
+    try { $action }
+    catch (const std::exception &e) { SWIG_exception(SWIG_RuntimeError, e.what()); }
+}
+%include "sip_guard.hpp"

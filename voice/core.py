@@ -1,0 +1,395 @@
+"""The engine thread's state: the pjsua2 Endpoint, the live calls, the SIP guard, the watchdog.
+
+Only the engine thread calls these methods (voice/engine.py marshals every command here).
+
+Call identity: every call gets an engine id (``Call.cid``) that is never reused. Commands name
+calls by it; one for an ended call raises ``CallGone`` and can never reach a newer call that
+pjsua gave the same call slot. Call objects are dropped only after pjsua has let go of them
+(native/pjsua2/patches/0001-call-lifetime.patch makes that safe even when the slot is reused).
+
+Nothing dials out by itself: a REFER is refused (403), an INVITE with Replaces too, and the SIP
+guard (native/pjsua2/guard/) answers every request outside a dialog that is not a call or a
+keep-alive, itself, with a response to its source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import ipaddress
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pjsua2 as pj
+
+from . import pj_objects
+from .config import EngineConfig
+from .events import (
+    CallAnswered,
+    CallEnded,
+    CallHeld,
+    EngineEvent,
+    IncomingCall,
+    MediaReady,
+    PlaybackDone,
+    TransferRefused,
+)
+from .exceptions import CallGone, EngineError
+from .liveness import CallLiveness, Watchdog
+from .media import CallMedia
+from .pj_log import PjLogWriter
+from .text import clean
+
+log = logging.getLogger("voice.engine")
+
+_TRANSPORTS = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}
+_TIMERS = {"off": pj.PJSUA_SIP_TIMER_INACTIVE, "optional": pj.PJSUA_SIP_TIMER_OPTIONAL,
+           "required": pj.PJSUA_SIP_TIMER_REQUIRED, "always": pj.PJSUA_SIP_TIMER_ALWAYS}
+_TICK_S = 0.25  # playback deadlines
+_LIVENESS_S = 1.0
+_SUMMARY_S = 10.0  # the guard's refusals and suppressed log lines: one summary per period
+_MAX_REFER_LOGS = 3  # per call
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, pj.Error):
+        return f"{exc.title}: {exc.reason}" if getattr(exc, "title", "") else str(exc.reason)
+    return str(exc)
+
+
+def guard_key(sip_call_id: str) -> str:
+    """The SIP guard's name for a Call-ID: bytes outside printable ASCII as '?' (sip_guard.cpp)."""
+    raw = sip_call_id.encode("utf-8", "surrogateescape")
+    return bytes(c if 0x20 <= c < 0x7F else 0x3F for c in raw).decode("ascii")
+
+
+class EngineCore:
+    """Engine-thread state. Only the engine thread calls these methods or touches these dicts."""
+
+    def __init__(self, config: EngineConfig, emit: Callable[[Callable[[], None]], None]) -> None:
+        self.config = config
+        self._emit = emit
+        self.stopping = False
+        self.ep: Any = None
+        self.account: pj_objects.Account | None = None
+        self.log_writer: PjLogWriter | None = None
+        self.guard: Any = None  # pj.SipGuard
+        self.calls: dict[int, pj_objects.Call] = {}  # engine id -> call
+        self._next_call = 1
+        self._graveyard: list[Any] = []  # objects to drop after the current callback returns
+        self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done)
+        self.watchdog = Watchdog(config.media_timeout_s, config.rtp_timeout_s, config.max_call_duration_s)
+        self._liveness: dict[int, CallLiveness] = {}
+        now = time.monotonic()
+        self._next_tick = self._next_liveness = now
+        self._next_summary = now + _SUMMARY_S
+
+    # -- events -----------------------------------------------------------------------------
+    def post(self, event: EngineEvent) -> None:
+        self._emit(functools.partial(self.deliver, event))
+
+    deliver: Callable[[EngineEvent], None]
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        cfg = self.config
+        self.ep = pj.Endpoint()
+        with _quiet_stdout():  # pjlib logs its start-up to stdout before our log writer exists
+            self.ep.libCreate()
+        ep_cfg = pj.EpConfig()
+        ua = ep_cfg.uaConfig
+        ua.threadCnt = 0
+        ua.mainThreadOnly = True
+        ua.maxCalls = cfg.max_calls
+        ua.userAgent = cfg.user_agent
+        self.log_writer = PjLogWriter()
+        ep_cfg.logConfig.writer = self.log_writer
+        ep_cfg.logConfig.level = cfg.pjsip_log_level
+        ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
+        ep_cfg.logConfig.decor = 0
+        pj_objects.configure_media(ep_cfg.medConfig, cfg.clock_rate)
+        self.ep.libInit(ep_cfg)
+        self.ep.audDevManager().setNullDev()
+        self._install_guard()
+        for name in cfg.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = cfg.sip_port
+            if cfg.host not in ("0.0.0.0", ""):
+                tcfg.boundAddress = cfg.host
+            if cfg.public_address:
+                tcfg.publicAddress = cfg.public_address
+            try:
+                self.ep.transportCreate(_TRANSPORTS[name], tcfg)
+            except pj.Error as exc:
+                raise EngineError(
+                    f"cannot listen for SIP on {name.upper()} {cfg.host}:{cfg.sip_port}: {describe(exc)}"
+                ) from None
+        self.ep.libStart()
+        self._set_codecs()
+        acc_cfg = pj.AccountConfig()
+        acc_cfg.idUri = f"sip:callcenter@{cfg.public_address or cfg.host}:{cfg.sip_port}"
+        acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
+        acc_cfg.mediaConfig.transportConfig.portRange = cfg.rtp_port_range
+        if cfg.host not in ("0.0.0.0", ""):
+            acc_cfg.mediaConfig.transportConfig.boundAddress = cfg.host
+        acc_cfg.callConfig.timerUse = _TIMERS[cfg.session_timer]
+        acc_cfg.callConfig.timerSessExpiresSec = cfg.session_expires_s
+        acc_cfg.callConfig.timerMinSESec = min(90, cfg.session_expires_s)
+        acc_cfg.presConfig.publishEnabled = False
+        self.account = pj_objects.Account(self)
+        self.account.create(acc_cfg, True)
+
+    def _install_guard(self) -> None:
+        cfg = self.config
+        guard = pj.SipGuard()
+        guard.setLimits(cfg.max_calls, cfg.max_calls_per_source, cfg.max_new_calls_per_source_per_s,
+                        max(1.0, 2 * cfg.max_new_calls_per_source_per_s), cfg.retry_after_s)
+        for peer in cfg.trusted_peers:
+            net = ipaddress.ip_network(peer, strict=False)
+            guard.addTrusted(str(net.network_address), net.prefixlen)
+        guard.install()
+        self.guard = guard
+
+    def _set_codecs(self) -> None:
+        wanted = [c.upper() for c in self.config.codecs]
+        available = [c.codecId for c in self.ep.codecEnum2()]
+        for codec_id in available:
+            prio = 0
+            for rank, name in enumerate(wanted):
+                if codec_id.upper().startswith(name):
+                    prio = 255 - rank
+            self.ep.codecSetPriority(codec_id, prio)
+        if not any(c.upper().startswith(w) for c in available for w in wanted):
+            raise EngineError(f"none of the configured codecs {wanted} is available in {available}")
+
+    def handle_events(self, timeout_ms: int) -> None:
+        self.ep.libHandleEvents(timeout_ms)
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + _TICK_S
+            self.media.finish_playbacks(self.calls, now)
+            if now >= self._next_liveness:
+                self._next_liveness = now + _LIVENESS_S
+                self._check_liveness(now)
+            if now >= self._next_summary:
+                self._next_summary = now + _SUMMARY_S
+                self._summarize()
+        else:
+            self.media.finish_playbacks(self.calls, 0.0)  # only the end-of-file events
+        self.reap()
+
+    def reap(self) -> None:
+        """Drop the objects callbacks retired (outside any callback; closes recordings)."""
+        if self._graveyard:
+            self._graveyard.clear()
+
+    def shutdown(self, grace_s: float = 2.0) -> None:
+        """Hang up, drop every pjsua2 object, then ``libDestroy`` (engine thread only)."""
+        self.stopping = True
+        if self.ep is None:
+            return
+        if self.guard is not None:
+            self.guard.setStopping(True)
+        try:
+            self.ep.hangupAllCalls()
+        except pj.Error as exc:
+            log.warning("hangupAllCalls failed: %s", describe(exc))
+        deadline = grace_s * 1000
+        while self.calls and deadline > 0:
+            self.handle_events(10)
+            deadline -= 10
+        for call in list(self.calls.values()):  # calls that never confirmed their BYE
+            self._close_call(call, 0, "engine shutdown")
+        self.reap()
+        if self.account is not None:
+            self.account.shutdown()
+            self.account = None
+        self._summarize()
+        if self.guard is not None:
+            self.guard.uninstall()
+        self.ep.libDestroy()
+        self.guard = None
+        self.ep = None
+        self.log_writer = None
+
+    def _summarize(self) -> None:
+        if self.log_writer is not None:
+            self.log_writer.flush()
+        if self.guard is None:
+            return
+        c = self.guard.takeCounts()
+        refused = {"busy": c.full, "source_busy": c.sourceBusy, "source_rate": c.sourceRate,
+                   "stopping": c.stopping, "bad_scheme": c.badScheme, "no_audio": c.noAudio,
+                   "bad_event": c.badEvent, "not_allowed": c.notAllowed, "no_dialog": c.noDialog,
+                   "not_implemented": c.notImplemented}
+        refused = {k: v for k, v in refused.items() if v}
+        if refused:
+            log.warning("refused SIP requests", extra={**refused, "accepted": c.accepted,
+                                                       "last": clean(c.lastRefused, 120)})
+
+    # -- callbacks from pj_objects ----------------------------------------------------------------
+    def new_call(self, call: pj_objects.Call, prm: Any) -> None:
+        call.cid = self._next_call
+        self._next_call += 1
+        self.calls[call.cid] = call
+        self._liveness[call.cid] = CallLiveness(started=call.created)
+        if self.stopping:
+            self._hangup(call, 503)
+            return
+        try:
+            ci = call.getInfo()
+            call.sip_call_id = ci.callIdString
+            event = IncomingCall(call=call.cid, sip_call_id=clean(ci.callIdString, 256),
+                                 caller=clean(ci.remoteUri), callee=clean(ci.localUri),
+                                 remote_address=clean(str(prm.rdata.srcAddress), 64))
+        except Exception:
+            log.exception("incoming call unreadable", extra={"call": call.cid})
+            self._hangup(call, 500)
+            return
+        self.post(event)
+
+    def on_call_confirmed(self, call: pj_objects.Call) -> None:
+        self.post(CallAnswered(call=call.cid))
+
+    def on_media_state(self, call: pj_objects.Call) -> None:
+        if call.ended:
+            return
+        ci = call.getInfo()
+        mi = next((m for m in ci.media if m.type == pj.PJMEDIA_TYPE_AUDIO), None)
+        if mi is None:
+            return
+        audio = None
+        if mi.audioConfSlot >= 0 and mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
+            try:
+                audio = call.getAudioMedia(mi.index)
+            except pj.Error:
+                audio = None
+        call.audio = audio
+        call.media_index = mi.index
+        self.media.rewire(call)
+        two_way = mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE and mi.dir == pj.PJMEDIA_DIR_ENCODING_DECODING
+        held = not two_way
+        now = time.monotonic()
+        lv = self._liveness.get(call.cid)
+        if two_way and not call.media_started:
+            call.media_started = True
+            try:
+                call.codec = call.getStreamInfo(mi.index).codecName
+            except pj.Error:
+                call.codec = ""
+            if lv is not None:
+                self.watchdog.media_started(lv, now)
+            self.post(MediaReady(call=call.cid, codec=call.codec))
+        elif call.media_started and held != call.held:
+            if lv is not None:
+                self.watchdog.set_held(lv, held, now)
+            log.info("call %s", "held" if held else "resumed", extra={"call": call.cid})
+            self.post(CallHeld(call=call.cid, held=held))
+        call.held = held if call.media_started else call.held
+
+    def on_refer(self, call: pj_objects.Call, target: str) -> None:
+        call.refers += 1
+        if call.refers <= _MAX_REFER_LOGS:
+            log.warning("REFER refused", extra={"call": call.cid, "target": clean(target, 200)})
+            self.post(TransferRefused(call=call.cid, target=clean(target, 200)))
+
+    def on_player_eof(self, call: int, playback: int) -> None:
+        """Called on pjmedia's event thread, not the engine thread: only queue the news."""
+        self.media.eofs.put((call, playback))
+
+    def _playback_done(self, call: int, playback: int) -> None:
+        self.post(PlaybackDone(call=call, playback=playback))
+
+    def on_call_disconnected(self, call: pj_objects.Call, code: int, reason: str) -> None:
+        self._close_call(call, code, reason)
+
+    def _close_call(self, call: pj_objects.Call, code: int, reason: str) -> None:
+        call.ended = True
+        self.calls.pop(call.cid, None)
+        self._liveness.pop(call.cid, None)
+        if self.guard is not None and call.sip_call_id:
+            try:
+                self.guard.callEnded(guard_key(call.sip_call_id))
+            except Exception:
+                log.exception("SIP guard: callEnded failed", extra={"call": call.cid})
+        paths = self.media.release(call)
+        self._graveyard.append(call)
+        self.post(CallEnded(call=call.cid, status_code=code, reason=call.end_reason or clean(reason, 200),
+                            local_hangup=call.local_hangup, recordings=paths, ended_by=call.ended_by))
+
+    # -- liveness ------------------------------------------------------------------------------------
+    def _check_liveness(self, now: float) -> None:
+        for cid, lv in list(self._liveness.items()):
+            call = self.calls.get(cid)
+            if call is None or call.ended or call.local_hangup:
+                continue
+            rx: int | None = None
+            if call.media_started and not call.held and call.media_index >= 0:
+                try:
+                    rx = int(call.getStreamStat(call.media_index).rtcp.rxStat.pkt)
+                except pj.Error:
+                    rx = None
+            verdict = self.watchdog.verdict(lv, now, rx)
+            if verdict is not None:
+                call.ended_by = verdict
+                call.end_reason = self.watchdog.describe(verdict)
+                log.warning("ending call: %s", call.end_reason, extra={"call": cid})
+                self._hangup(call, 408 if not call.confirmed else 200)
+
+    def _hangup(self, call: pj_objects.Call, code: int) -> None:
+        call.local_hangup = True
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        try:
+            call.hangup(prm)
+        except pj.Error as exc:
+            log.warning("hangup failed: %s", describe(exc), extra={"call": call.cid})
+
+    # -- commands (run on the engine thread) --------------------------------------------------------
+    def call(self, cid: int) -> pj_objects.Call:
+        call = self.calls.get(cid)
+        if call is None or call.ended:
+            raise CallGone(f"call {cid} has ended")
+        return call
+
+    def answer(self, cid: int, code: int) -> None:
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        self.call(cid).answer(prm)
+
+    def hangup(self, cid: int, code: int) -> None:
+        call = self.call(cid)
+        call.local_hangup = True
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        call.hangup(prm)
+
+    def play(self, cid: int, path: str) -> int:
+        return self.media.play(self.call(cid), path)
+
+    def record(self, cid: int, path: str) -> None:
+        self.media.record(self.call(cid), path)
+
+    def open_tap(self, cid: int, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
+        return self.media.open_tap(self.call(cid), buffer_ms, listen, speak)
+
+    def close_tap(self, tap_id: int) -> bool:
+        return self.media.close_tap(self.calls, tap_id)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,182 @@
+"""A call's media objects on the engine thread: prompt players, recordings, taps.
+
+Everything here runs on the engine thread (voice/engine.py). A call's audio port on the
+conference bridge can come and go during the call: a re-INVITE or UPDATE that changes the
+stream (hold with ``a=inactive``, resume, a new codec) replaces it, and the bridge drops every
+connection of the old port. ``rewire`` connects players, the recording port and the taps to the
+new port after each media change, so a hold and resume never silences a prompt or a recording.
+A player that nothing clocks (while the call has no port) never reaches its end, and pjmedia's
+end-of-file event can be lost under load: each playback also has a deadline (its length plus
+``EOF_SLACK_S``) after which it is finished anyway.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import time
+import wave
+from collections.abc import Callable
+from typing import Any
+
+import pjsua2 as pj
+
+from .exceptions import EngineError
+from .pj_objects import Call, Hooks, Player
+
+log = logging.getLogger("voice.engine")
+
+TAP_FRAME_MS = 20  # the conference bridge's ptime (pjsua's default audioFramePtime)
+EOF_SLACK_S = 1.5
+
+
+def _wav_seconds(path: str) -> float:
+    try:
+        with wave.open(path, "rb") as w:
+            return w.getnframes() / (w.getframerate() or 1)
+    except (OSError, wave.Error, EOFError):
+        return 0.0
+
+
+class CallMedia:
+    """Players, recorders and taps of every call (engine thread only)."""
+
+    def __init__(self, hooks: Hooks, clock_rate: int, retire: Callable[[Any], None],
+                 playback_done: Callable[[int, int], None]) -> None:
+        self._hooks = hooks
+        self.clock_rate = clock_rate
+        self._retire = retire  # objects to drop after the current callback returns
+        self._playback_done = playback_done
+        self._next_playback = 1
+        self._next_tap = 1
+        self._deadlines: list[tuple[float, int, int, Call]] = []  # (when, call id, playback, call)
+        self.eofs: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # from pjmedia's thread
+
+    # -- media changes ------------------------------------------------------------------------
+    def rewire(self, call: Call) -> None:
+        """Connect everything of ``call`` to its (new) audio port; connecting twice is a no-op."""
+        a = call.audio
+        if a is None:
+            return
+        for player in call.players.values():
+            player.startTransmit(a)
+        if call.port is not None:
+            a.startTransmit(call.port)
+            if call.port_speaks:
+                call.port.startTransmit(a)
+        for rec in call.recorders.values():
+            a.startTransmit(rec)
+        for tap_id, tap in call.taps.items():
+            listen, speak = call.tap_modes.get(tap_id, (True, True))
+            if listen:
+                a.startTransmit(tap)
+            if speak:
+                tap.startTransmit(a)
+
+    def release(self, call: Call) -> tuple[str, ...]:
+        """The call ended: retire its objects (dropping a recorder closes its WAV); its recordings."""
+        paths = ((call.port_recording,) if call.port_recording else ()) + tuple(call.recorders)
+        for player in call.players.values():
+            self._retire(player)
+        if call.port is not None:  # (it records and may feed a tap)
+            self._retire(call.port)
+            call.port = None
+        for obj in (*call.recorders.values(), *call.taps.values()):  # a dropped MediaTap leaves the bridge
+            self._retire(obj)
+        call.players.clear()
+        call.recorders.clear()
+        call.taps.clear()
+        call.tap_modes.clear()
+        call.audio = None
+        return paths
+
+    # -- playbacks ------------------------------------------------------------------------------
+    def play(self, call: Call, path: str) -> int:
+        if not call.media_started:
+            raise EngineError(f"call {call.cid} has no audio yet")
+        playback = self._next_playback
+        self._next_playback += 1
+        player = Player(self._hooks, call.cid, playback)
+        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        if call.audio is not None:
+            player.startTransmit(call.audio)
+        call.players[playback] = player
+        deadline = time.monotonic() + _wav_seconds(path) + EOF_SLACK_S
+        heapq.heappush(self._deadlines, (deadline, call.cid, playback, call))
+        return playback
+
+    def finish_playbacks(self, calls: dict[int, Call], now: float) -> None:
+        """Playbacks that reached their end (pjmedia's event) or their deadline."""
+        while True:
+            try:
+                cid, playback = self.eofs.get_nowait()
+            except queue.Empty:
+                break
+            self._done(calls.get(cid), playback)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, cid, playback, call = heapq.heappop(self._deadlines)
+            if playback in call.players and not call.ended:
+                log.debug("playback finished by its deadline", extra={"call": cid, "playback": playback})
+                self._done(call, playback)
+
+    def _done(self, call: Call | None, playback: int) -> None:
+        player = call.players.pop(playback, None) if call is not None else None
+        if call is not None and player is not None:
+            self._retire(player)
+            self._playback_done(call.cid, playback)
+
+    # -- recordings -------------------------------------------------------------------------------
+    def record(self, call: Call, path: str) -> None:
+        if not call.media_started:
+            raise EngineError(f"call {call.cid} has no audio yet")
+        if call.port is None:  # the call's own port records it; a tap may read it later
+            port = pj.MediaTap()
+            port.createPort(self.clock_rate, TAP_FRAME_MS)
+            call.port = port
+            if call.audio is not None:
+                call.audio.startTransmit(port)
+        if not call.port_recording:
+            call.port.startRecording(path)
+            call.port_recording = path
+            return
+        rec = pj.AudioMediaRecorder()  # a second recording of the same call
+        rec.createRecorder(path)
+        if call.audio is not None:
+            call.audio.startTransmit(rec)
+        call.recorders[path] = rec
+
+    # -- taps -------------------------------------------------------------------------------------
+    def open_tap(self, call: Call, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
+        if not call.media_started:
+            raise EngineError(f"call {call.cid} has no audio yet")
+        tap_id = self._next_tap
+        self._next_tap += 1
+        if listen and call.port is not None and not call.port_tap:
+            # The recording port already hears the call: read its frames (no new bridge port).
+            stream = call.port.openStream(buffer_ms)
+            if speak and call.audio is not None:
+                call.port.startTransmit(call.audio)
+            call.port_tap, call.port_speaks = tap_id, speak
+            return tap_id, stream
+        tap = pj.MediaTap()  # the project's own port: native/pjsua2/tap/media_tap.hpp
+        tap.createTap(self.clock_rate, TAP_FRAME_MS, buffer_ms)
+        call.taps[tap_id] = tap
+        call.tap_modes[tap_id] = (listen, speak)
+        self.rewire(call)
+        return tap_id, tap.getStream()
+
+    def close_tap(self, calls: dict[int, Call], tap_id: int) -> bool:
+        for call in calls.values():
+            if call.port_tap == tap_id:  # the recording goes on
+                if call.port_speaks and call.audio is not None:
+                    call.port.stopTransmit(call.audio)
+                call.port.closeStream()
+                call.port_tap, call.port_speaks = 0, False
+                return True
+            tap = call.taps.pop(tap_id, None)
+            if tap is not None:
+                call.tap_modes.pop(tap_id, None)
+                tap.close()  # leaves the bridge now; the pump then reports the end
+                return True
+        return False
