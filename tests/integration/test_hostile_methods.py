@@ -63,7 +63,8 @@ def test_methods_outside_a_call(server: ServerProcess, method: str, code: int) -
     try:
         extra = ("Event: presence", "Expires: 60") if method in ("SUBSCRIBE", "PUBLISH", "NOTIFY") else ()
         msg = request(method, server.sip_port, peer.port, extra=extra).replace(
-            f"Contact: <sip:raw@127.0.0.1:{peer.port}>".encode(), f"Contact: <sip:raw@127.0.0.1:{contact.port}>".encode())
+            f"Contact: <sip:raw@127.0.0.1:{peer.port}>".encode(),
+            f"Contact: <sip:raw@127.0.0.1:{contact.port}>".encode())
         peer.send(msg, server.sip_port)
         reply = answer(peer)
         assert reply is not None and status(reply) == code, reply
