@@ -30,6 +30,13 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def _find_recording(data_dir: Path, row: dict[str, Any]) -> Path | None:
     if row["recording_path"]:
         return data_dir / row["recording_path"]
@@ -60,9 +67,11 @@ async def recover(calls: CallRepo, events: EventRepo, data_dir: Path) -> int:
         last = [row["started_at"], row["last_event_at"] or row["started_at"]]
         path = _find_recording(data_dir, row)
         if path is not None:
+            written = _mtime(path)  # the recorder's last write (before the repair touches the file)
             result, problem = await asyncio.to_thread(_repair, path)
             if result is not None:
-                last.append(_iso(path.stat().st_mtime))
+                if written is not None:
+                    last.append(_iso(written))
                 fields.update(recording_path=str(path.relative_to(data_dir)), recording_sha256=result.sha256,
                               recording_bytes=result.bytes, recording_seconds=round(result.seconds, 3))
                 if result.repaired:
