@@ -10,8 +10,10 @@ at a time, echoing the prompt back (-rtp_echo) and waiting for the server's BYE.
 hostile event per ``--hostile-every`` calls, shared evenly between five kinds: inactive-media
 INVITEs (uac_inactive.xml: the server must hang up by itself), churn (uac_churn.xml: ACK and BYE
 at once), REFERs to a fake gateway socket (uac_refer.xml: the server must refuse; every INVITE
-reaching the gateway counts), OPTIONS (uac_options.xml) and random mutations of a valid INVITE
-sent as raw datagrams (seeded by ``--seed``; a call one of them sets up is hung up at once).
+reaching the gateway counts; the gateway answers nothing, like an unreachable trunk, unless
+``--gateway-decline``), OPTIONS (uac_options.xml) and random mutations of a valid INVITE sent
+as raw datagrams (seeded by ``--seed``; a call one of them sets up is hung up at once).
+``--skip junk,refer`` leaves kinds out.
 
 Every ``--sample-s`` seconds: the server's RSS (/proc/PID/status VmRSS) and /healthz
 active_calls; a progress line every 10 s. When the traffic is over it waits (at most
@@ -109,13 +111,14 @@ class Soak:
         self.ports: set[int] = set()
         self.sipps: dict[str, Sipp] = {}
         self.junk: Junk | None = None
-        self.gateway = FakeGateway()
+        self.gateway = FakeGateway(decline=args.gateway_decline)
         self.samples: list[Sample] = []
         self.notes: list[str] = []
         self.server = ServerProcess(work / "server", flow_text(args.prompt))
         if args.config_extra:
             self.server.config.write_text(merge_toml(self.server.config.read_text(), args.config_extra))
         self.t0 = time.monotonic()
+        self.pid = 0
 
     # -- running ------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,10 +139,13 @@ class Soak:
                  "refer": ["-rtp_echo", "-key", "refer_port", str(self.gateway.port), "-trace_logs",
                            "-log_file", str(self.work / "refer" / "logs.log")]}
         for kind, args in extra.items():
+            if kind in a.skip:
+                continue
             self.sipps[kind] = Sipp(kind, SCENARIOS / f"uac_{kind}.xml", self.server.sip_port, per_kind, kind_rate,
                                     50, self.work, self.ports, args, max_call_s=45)
-        self.junk = Junk(self.server.sip_port, per_kind, 1 / kind_rate, a.seed)
-        self.junk.start()
+        if "junk" not in a.skip:
+            self.junk = Junk(self.server.sip_port, per_kind, 1 / kind_rate, a.seed)
+            self.junk.start()
 
     def active(self) -> int | None:
         try:
@@ -161,7 +167,8 @@ class Soak:
     def run(self) -> None:
         main = self.sipps["main"]
         deadline = self.t0 + max(s.timeout_s for s in self.sipps.values()) + 60
-        next_sample = next_progress = time.monotonic()
+        next_sample = time.monotonic()
+        next_progress = next_sample + 10
         last_done, last_t = 0, self.t0
         while time.monotonic() < deadline:
             traffic = [s for s in self.sipps.values() if s.running()]
@@ -245,17 +252,21 @@ class Soak:
         a = self.args
         attempted, ok, failed = self.sipps["main"].counts()
         say(f"\ncalls: {attempted} attempted, {ok} successful, {failed} failed (of {a.calls})")
-        kinds = self.sipps["main"].failure_kinds()
+        kinds, codes = self.sipps["main"].failure_kinds(), self.sipps["main"].unexpected()
         if kinds:
-            say(f"  main failures: {kinds} (SIPp errors: {self.sipps['main'].errors})")
+            say(f"  main failures: {kinds}" + (f", unexpected responses {codes}" if codes else "")
+                + f" (SIPp errors: {self.sipps['main'].errors})")
         hostile_failed = 0
         for kind in HOSTILE:
             if kind in self.sipps:
                 h = self.sipps[kind].counts()
                 hostile_failed += h[2]
-                why = self.sipps[kind].failure_kinds()
+                why, unexpected = self.sipps[kind].failure_kinds(), self.sipps[kind].unexpected()
+                codes.update({c: codes.get(c, 0) + n for c, n in unexpected.items()})
                 say(f"  hostile {kind:8s} {h[0]} attempted, {h[1]} successful, {h[2]} failed"
-                    + (f" {why}" if why else ""))
+                    + (f" {why}" if why else "") + (f", unexpected responses {unexpected}" if unexpected else ""))
+        if 503 in codes:
+            say("  (503: the server's per-source limits? --config-extra $'[sip]\\ntrusted_peers = [\"127.0.0.1\"]')")
         if self.junk:
             answers = dict(sorted(self.junk.answers.items()))
             say(f"  hostile junk     {self.junk.sent} datagrams, final answers {answers}, "
@@ -299,14 +310,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=100.0, help="main calls per second (default 100)")
     p.add_argument("--max-concurrent", type=int, default=400, help="main calls at a time at most (default 400)")
     p.add_argument("--hostile-every", type=int, default=50, help="one hostile event per N calls; 0: none")
+    p.add_argument("--skip", default="", help=f"hostile kinds to leave out, comma-separated: {','.join(HOSTILE)}")
     p.add_argument("--prompt", default="Hi.", help="what the flow says before it hangs up")
     p.add_argument("--config-extra", default="", help="TOML merged into the server's config file")
     p.add_argument("--seed", type=int, default=1, help="seed of the junk datagrams")
     p.add_argument("--sample-s", type=float, default=5.0, help="seconds between RSS samples")
     p.add_argument("--drain-s", type=float, default=60.0, help="longest wait for active_calls to reach 0")
     p.add_argument("--max-growth", type=float, default=10.0, help="RSS growth allowed after warm-up, %%")
+    p.add_argument("--gateway-decline", action="store_true",
+                   help="the fake gateway answers INVITEs 603 (default: it answers nothing, as if unreachable)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (recordings included)")
     args = p.parse_args(argv)
+    args.skip = {k.strip() for k in args.skip.split(",") if k.strip()}
+    if args.skip - set(HOSTILE):
+        p.error(f"--skip: unknown kind(s) {', '.join(sorted(args.skip - set(HOSTILE)))}")
     if args.calls < 1 or args.rate <= 0 or args.max_concurrent < 1 or args.hostile_every < 0:
         p.error("--calls, --rate and --max-concurrent must be positive, --hostile-every >= 0")
     return args
@@ -318,7 +335,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a background job starts with it ignored
+        signal.signal(sig, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="callcenter-soak-"))
     soak: Soak | None = None
     passed = False

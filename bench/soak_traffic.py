@@ -3,8 +3,9 @@
 * ``Sipp``: one SIPp process running one scenario (a call count, a rate, a concurrency limit)
   against the server, with its -trace_stat CSV read back while it runs;
 * ``FakeGateway``: a UDP socket standing in for a SIP trunk. uac_refer.xml asks the server to
-  transfer callers to it; it counts the INVITEs that reach it (there must be none) and declines
-  them with 603 so that the server does not retransmit for 32 s;
+  transfer callers to it; it counts the INVITEs that reach it (there must be none). By default it
+  answers nothing, like an unreachable trunk (the server's INVITE times out after 32 s); with
+  ``decline`` it answers 603 at once;
 * ``Junk``: a thread that sends random mutations of a valid INVITE (seeded ``random.Random``)
   at a low rate, counts the responses by status, and hangs up (ACK, BYE) any call a mutation
   happened to set up, so that nothing it does stays open in the server.
@@ -16,6 +17,7 @@ import contextlib
 import csv
 import ctypes
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -136,6 +138,15 @@ class Sipp:
         return {k[6:-3]: int(v) for k, v in row.items() if k.startswith("Failed") and k.endswith("(C)")
                 and k != "FailedCall(C)" and v.isdigit() and int(v)}
 
+    def unexpected(self) -> dict[int, int]:
+        """Responses that failed calls as unexpected messages, by status code (from -trace_err)."""
+        try:
+            with self.errors.open("rb") as f:
+                text = f.read(20_000_000).decode(errors="replace")
+        except OSError:
+            return {}
+        return dict(sorted(Counter(int(c) for c in re.findall(r"received 'SIP/2\.0 (\d{3})", text)).items()))
+
     def stop(self) -> int | None:
         """Stop it if it still runs (SIGTERM, then SIGKILL); its exit code."""
         if self.proc.poll() is None:
@@ -167,10 +178,11 @@ def response(headers: dict[str, str], code: int, reason: str) -> bytes:
 
 
 class FakeGateway(threading.Thread):
-    """Counts the INVITEs that reach it (and their Call-IDs) and declines them."""
+    """Counts the INVITEs that reach it (and their Call-IDs); answers them 603 if `decline`."""
 
-    def __init__(self) -> None:
+    def __init__(self, decline: bool = False) -> None:
         super().__init__(name="fake-gateway", daemon=True)
+        self.decline = decline
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
         self.sock.settimeout(0.2)
@@ -193,9 +205,11 @@ class FakeGateway(threading.Thread):
                 self.invites += 1
                 self.call_ids.add(headers.get("call-id", ""))
                 self.first = self.first or line
+                if not self.decline:
+                    continue
                 with contextlib.suppress(OSError):
                     self.sock.sendto(response(headers, 603, "Decline"), addr)
-            elif line and not line.startswith(("SIP/2.0", "ACK ")):
+            elif self.decline and line and not line.startswith(("SIP/2.0", "ACK ")):
                 with contextlib.suppress(OSError):
                     self.sock.sendto(response(headers, 481, "Call/Transaction Does Not Exist"), addr)
 

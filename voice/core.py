@@ -15,6 +15,7 @@ keep-alive, itself, with a response to its source.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import ipaddress
 import logging
@@ -53,6 +54,16 @@ _TICK_S = 0.25  # playback deadlines
 _LIVENESS_S = 1.0
 _SUMMARY_S = 10.0  # the guard's refusals and suppressed log lines: one summary per period
 _MAX_REFER_LOGS = 3  # per call
+_TRIM_WINDOW_S = 45.0  # trim while calls ended this recently (pjsip frees a call's last 32 s after it)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        fn = ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
 
 
 def describe(exc: BaseException) -> str:
@@ -84,6 +95,9 @@ class EngineCore:
         self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done)
         self.watchdog = Watchdog(config.media_timeout_s, config.rtp_timeout_s, config.max_call_duration_s)
         self._liveness: dict[int, CallLiveness] = {}
+        self._ended_since_trim = 0
+        self._last_end = -_TRIM_WINDOW_S
+        self._malloc_trim = _malloc_trim()
         now = time.monotonic()
         self._next_tick = self._next_liveness = now
         self._next_summary = now + _SUMMARY_S
@@ -216,7 +230,26 @@ class EngineCore:
         self.ep = None
         self.log_writer = None
 
+    def _trim_heap(self) -> None:
+        """Give the heap that ended calls freed back to the system.
+
+        pjsip and pjmedia free a call's memory when it ends, but glibc keeps the freed pages in
+        this thread's arena, fragmented between live blocks: under churn (hundreds of short
+        calls a second) RSS grew to 650 MB with 7 MB of it in use, and stayed there.
+        ``malloc_trim(0)`` returns the free pages; it runs here, every summary period (10 s)
+        while calls ended within ``_TRIM_WINDOW_S`` (pjsip frees a call's transactions up to
+        32 s after its end), and costs a few milliseconds."""
+        now = time.monotonic()
+        if self._ended_since_trim:
+            self._last_end, self._ended_since_trim = now, 0
+        if self._malloc_trim is None or now - self._last_end > _TRIM_WINDOW_S:
+            return
+        t0 = time.perf_counter()
+        self._malloc_trim(0)
+        log.debug("heap trimmed", extra={"ms": round((time.perf_counter() - t0) * 1000, 2)})
+
     def _summarize(self) -> None:
+        self._trim_heap()
         if self.log_writer is not None:
             self.log_writer.flush()
         if self.guard is None:
@@ -309,6 +342,7 @@ class EngineCore:
 
     def _close_call(self, call: pj_objects.Call, code: int, reason: str) -> None:
         call.ended = True
+        self._ended_since_trim += 1
         self.calls.pop(call.cid, None)
         self._liveness.pop(call.cid, None)
         if self.guard is not None and call.sip_call_id:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.audio import active_seconds
 from tests.support.rawsip import RawCall, UdpPeer, header, request, sdp, status
 from tests.support.server import LONG_FLOW, SHORT_FLOW, ServerProcess, run_phone
+from voice.audio import read_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP = ROOT / "tests" / "support" / "sipp"
@@ -24,8 +25,10 @@ SIPP = ROOT / "tests" / "support" / "sipp"
 def assert_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
     """Alive, a real call answered and heard, then no call up and no row open."""
     assert server.proc is not None and server.proc.poll() is None, server.log()[-3000:]
-    report = run_phone(server.uri, "--hangup-after", "1.0", "--record", str(server.base / "check.wav"))
+    heard = server.base / "check.wav"
+    report = run_phone(server.uri, "--hangup-after", "1.5", "--record", str(heard))
     assert report["connected"] and report["media"], report
+    assert active_seconds(read_wav(heard)) > 0.5, "the check call heard no prompt"
     token = server.token("admin")
     server.wait_for(lambda: server.get("/healthz").json()["active_calls"] == 0, timeout)
     server.wait_for(lambda: all(c["ended_at"] for c in server.calls(token, 1000)), timeout)
@@ -43,14 +46,8 @@ def answer(peer: UdpPeer, timeout: float = 3.0) -> bytes | None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    srv = ServerProcess(tmp_path, SHORT_FLOW).start()
-    try:
-        yield srv
-    finally:
-        rc = srv.stop()
-        assert rc == 0, srv.log()[-3000:]
-        assert "Traceback" not in srv.log(), srv.log()[-5000:]
+def server(short_server: ServerProcess) -> ServerProcess:
+    return short_server  # (conftest: a short flow; stops with exit 0 and no traceback)
 
 
 @pytest.mark.parametrize(
@@ -84,8 +81,11 @@ def test_methods_outside_a_call(server: ServerProcess, method: str, code: int) -
     "uri, body, code",
     [("tel:+15551234", sdp(), 416),
      (None, sdp().replace("m=audio 49170", "m=audio 0"), 488),
-     (None, sdp().replace("m=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "m=video 49172 RTP/AVP 96"), 488)],
-    ids=["tel-uri", "audio-port-0", "video-only"],
+     (None, sdp().replace("m=audio 49170 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000", "m=video 49172 RTP/AVP 96"), 488),
+     (None, sdp().replace("c=IN IP4 127.0.0.1", "c=IN IP4 " + "a" * 200), 488),  # aborted the process
+     (None, sdp().replace("c=IN IP4 127.0.0.1", "c=IN IP4 media.example.com"), 488),  # DNS on the engine thread
+     (None, sdp().replace("a=sendrecv", "a=rtcp:49171 IN IP4 " + "b" * 150), 488)],
+    ids=["tel-uri", "audio-port-0", "video-only", "long-address", "host-name", "long-rtcp-address"],
 )
 def test_invites_without_a_usable_call_are_refused(server: ServerProcess, uri: str | None, body: str,
                                                   code: int) -> None:
@@ -194,3 +194,45 @@ def test_new_calls_per_second_are_capped_per_source(tmp_path: Path) -> None:
         assert run_phone(srv.uri, "--hangup-after", "0.5")["connected"]
     finally:
         assert srv.stop() == 0
+
+
+def test_session_timers_are_offered_to_callers_that_support_them(server: ServerProcess) -> None:
+    peer = UdpPeer()
+    try:
+        peer.send(request("INVITE", server.sip_port, peer.port, body=sdp(),
+                          extra=("Supported: timer", "Session-Expires: 120;refresher=uac", "Min-SE: 90")),
+                  server.sip_port)
+        reply = answer(peer) or b""
+        assert status(reply) == 200, reply
+        assert (header(reply, "Session-Expires") or "").startswith("120"), reply
+        assert "timer" in (header(reply, "Require") or ""), reply
+        small = request("INVITE", server.sip_port, peer.port, body=sdp(),
+                        extra=("Supported: timer", "Session-Expires: 30"))
+        peer.send(small, server.sip_port)
+        reply = answer(peer) or b""
+        assert status(reply) == 422 and header(reply, "Min-SE") == "90", reply  # RFC 4028: too small
+    finally:
+        peer.close()
+
+
+def test_a_reinvite_with_an_unsafe_address_is_refused_and_the_call_goes_on(tmp_path: Path) -> None:
+    srv = ServerProcess(tmp_path, LONG_FLOW).start()
+    try:
+        call = RawCall(srv.sip_port, sdp())
+        assert call.invite() == 200
+        to = header(call.final or b"", "To") or ""
+        tag = to.split("tag=", 1)[1].split(";")[0]
+        bad = sdp().replace("c=IN IP4 127.0.0.1", "c=IN IP4 " + "a" * 200)
+        call.peer.send(request("INVITE", srv.sip_port, call.peer.port, to_tag=tag, call_id=call.call_id, cseq=2,
+                               from_header=call.from_header, body=bad), srv.sip_port)
+        reply = call._wait(lambda m: (status(m) or 0) >= 200 and b"2 INVITE" in m, 5.0)
+        assert reply is not None and status(reply) == 488, reply
+        assert srv.get("/healthz").json()["active_calls"] == 1  # the call is still up
+        call.peer.send(request("BYE", srv.sip_port, call.peer.port, to_tag=tag, call_id=call.call_id, cseq=3,
+                               from_header=call.from_header), srv.sip_port)
+        assert status(call._wait(lambda m: b"3 BYE" in m, 5.0) or b"") == 200
+        call.close()
+        assert_healthy(srv)
+    finally:
+        assert srv.stop() == 0
+        assert "Traceback" not in srv.log()

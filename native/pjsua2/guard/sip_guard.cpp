@@ -94,7 +94,8 @@ bool inNet(const Net &net, int family, const unsigned char *addr) {
 }  // namespace
 
 struct SipGuard::Impl {
-    pjsip_module mod;
+    pjsip_module mod;      /* requests outside a dialog, after the dialog layer */
+    pjsip_module sdpMod;   /* every message with SDP, before the dialog layer */
     bool installed = false;
     bool stopping = false;
     unsigned maxCalls = 512;
@@ -178,28 +179,77 @@ struct SipGuard::Impl {
         return PJ_TRUE;
     }
 
-    static bool hasUsableAudio(pjsip_rx_data *rdata, bool *parsed) {
-        *parsed = false;
+    /* The message's SDP, parsed in its own pool; NULL without one (or when it does not parse:
+     * pjsua answers a broken offer itself, 400 or 488). */
+    static pjmedia_sdp_session *parseSdp(pjsip_rx_data *rdata) {
         pjsip_msg_body *body = rdata->msg_info.msg->body;
-        if (!body || body->len == 0)
-            return true;  /* a late offer: pjsua offers in its 200 */
-        if (pj_stricmp2(&body->content_type.type, "application") != 0 ||
+        if (!body || body->len == 0 || pj_stricmp2(&body->content_type.type, "application") != 0 ||
             pj_stricmp2(&body->content_type.subtype, "sdp") != 0)
-            return true;  /* multipart and the like: pjsua decides */
+            return NULL;  /* none, or multipart and the like: pjsua decides */
         pj_pool_t *pool = rdata->tp_info.pool;
         char *copy = (char *)pj_pool_alloc(pool, body->len + 1);
         std::memcpy(copy, body->data, body->len);
         copy[body->len] = '\0';
         pjmedia_sdp_session *sdp = NULL;
-        if (pjmedia_sdp_parse(pool, copy, body->len, &sdp) != PJ_SUCCESS || !sdp)
-            return true;  /* pjsua answers a broken offer itself (400/488) */
-        *parsed = true;
+        if (pjmedia_sdp_parse(pool, copy, body->len, &sdp) != PJ_SUCCESS)
+            return NULL;
+        return sdp;
+    }
+
+    static bool ipLiteral(const pj_str_t &addr) {
+        if (addr.slen <= 0 || addr.slen >= 64)
+            return false;
+        char text[64];
+        std::memcpy(text, addr.ptr, (size_t)addr.slen);
+        text[addr.slen] = '\0';
+        unsigned char out[16];
+        pj_str_t s = pj_str(text);
+        return pj_inet_pton(pj_AF_INET(), &s, out) == PJ_SUCCESS || pj_inet_pton(pj_AF_INET6(), &s, out) == PJ_SUCCESS;
+    }
+
+    /* Why pjmedia must not see this SDP, or NULL. Connection addresses are used as socket
+     * addresses: one of 128 characters or more aborts the process (an assertion in
+     * pj_sockaddr_in_set_str_addr), and a host name is resolved on the engine thread, which
+     * then stops for as long as DNS takes. Only IP addresses are accepted. */
+    static const char *unsafeSdp(const pjmedia_sdp_session *sdp) {
+        if (sdp->origin.addr.slen >= 128)
+            return "origin address too long";
+        if (sdp->conn && !ipLiteral(sdp->conn->addr))
+            return "connection address must be an IP address";
+        for (unsigned i = 0; i < sdp->media_count; ++i) {
+            const pjmedia_sdp_media *m = sdp->media[i];
+            if (m->conn && !ipLiteral(m->conn->addr))
+                return "connection address must be an IP address";
+            for (unsigned a = 0; a < m->attr_count; ++a) {
+                const pjmedia_sdp_attr *attr = m->attr[a];
+                if (pj_stricmp2(&attr->name, "rtcp") != 0)
+                    continue;
+                pjmedia_sdp_rtcp_attr rtcp;
+                if (pjmedia_sdp_attr_get_rtcp(attr, &rtcp) == PJ_SUCCESS && rtcp.addr.slen > 0 &&
+                    !ipLiteral(rtcp.addr))
+                    return "rtcp address must be an IP address";
+            }
+        }
+        return NULL;
+    }
+
+    static bool hasUsableAudio(const pjmedia_sdp_session *sdp) {
         for (unsigned i = 0; i < sdp->media_count; ++i) {
             const pjmedia_sdp_media *m = sdp->media[i];
             if (pj_stricmp2(&m->desc.media, "audio") == 0 && m->desc.port != 0)
                 return true;
         }
         return false;
+    }
+
+    /* Every request with SDP, inside a dialog or not (a re-INVITE, an UPDATE, the ACK of a late
+     * offer), before the dialog layer hands it to pjsua: see unsafeSdp(). */
+    pj_bool_t onAnyRequest(pjsip_rx_data *rdata) {
+        pjmedia_sdp_session *sdp = parseSdp(rdata);
+        const char *why = sdp ? unsafeSdp(sdp) : NULL;
+        if (!why)
+            return PJ_FALSE;
+        return refuse(rdata, 488, "Not Acceptable Here", &counts.noAudio, false, false, why);
     }
 
     pj_bool_t onInvite(pjsip_rx_data *rdata) {
@@ -233,8 +283,8 @@ struct SipGuard::Impl {
                               &counts.sourceRate, true);
             src.tokens -= 1.0;
         }
-        bool parsed;
-        if (!hasUsableAudio(rdata, &parsed))
+        pjmedia_sdp_session *sdp = parseSdp(rdata);  /* (its addresses were checked by onAnyRequest) */
+        if (sdp && !hasUsableAudio(sdp))
             return refuse(rdata, 488, "Not Acceptable Here", &counts.noAudio, false, false,
                           "no audio stream in the offer");
         Live &l = live[callId];
@@ -300,6 +350,23 @@ pj_bool_t onRxRequest(pjsip_rx_data *rdata) {
     return g_impl ? g_impl->onRequest(rdata) : PJ_FALSE;
 }
 
+pj_bool_t onRxAnyRequest(pjsip_rx_data *rdata) {
+    return g_impl ? g_impl->onAnyRequest(rdata) : PJ_FALSE;
+}
+
+pj_bool_t onRxAnyResponse(pjsip_rx_data *rdata) {
+    /* A response's SDP (to a call we place) is checked the same way; an unsafe one is dropped
+     * (the transaction then times out). */
+    if (!g_impl)
+        return PJ_FALSE;
+    pjmedia_sdp_session *sdp = SipGuard::Impl::parseSdp(rdata);
+    if (sdp && SipGuard::Impl::unsafeSdp(sdp)) {
+        g_impl->counts.noAudio++;
+        return PJ_TRUE;
+    }
+    return PJ_FALSE;
+}
+
 pj_status_t onTxResponse(pjsip_tx_data *tdata) {
     if (g_impl)
         g_impl->onResponse(tdata);
@@ -315,6 +382,12 @@ SipGuard::SipGuard() : impl(new Impl) {
     impl->mod.priority = PJSIP_MOD_PRIORITY_UA_PROXY_LAYER + 8;
     impl->mod.on_rx_request = &onRxRequest;
     impl->mod.on_tx_response = &onTxResponse;
+    std::memset(&impl->sdpMod, 0, sizeof(impl->sdpMod));
+    impl->sdpMod.name = cstr("mod-callcenter-sdp-guard");
+    impl->sdpMod.id = -1;
+    impl->sdpMod.priority = PJSIP_MOD_PRIORITY_TSX_LAYER + 1;  /* after retransmissions are absorbed */
+    impl->sdpMod.on_rx_request = &onRxAnyRequest;
+    impl->sdpMod.on_rx_response = &onRxAnyResponse;
 }
 
 SipGuard::~SipGuard() {
@@ -330,6 +403,10 @@ void SipGuard::install() {
         throw std::runtime_error("SipGuard.install: no pjsip endpoint, or a guard is installed already");
     if (pjsip_endpt_register_module(endpt, &impl->mod) != PJ_SUCCESS)
         throw std::runtime_error("SipGuard.install: pjsip_endpt_register_module failed");
+    if (pjsip_endpt_register_module(endpt, &impl->sdpMod) != PJ_SUCCESS) {
+        pjsip_endpt_unregister_module(endpt, &impl->mod);
+        throw std::runtime_error("SipGuard.install: pjsip_endpt_register_module failed");
+    }
     impl->installed = true;
     g_impl = impl;
 }
@@ -338,8 +415,10 @@ void SipGuard::uninstall() {
     if (!impl->installed)
         return;
     pjsip_endpoint *endpt = pjsua_get_pjsip_endpt();
-    if (endpt)
+    if (endpt) {
+        pjsip_endpt_unregister_module(endpt, &impl->sdpMod);
         pjsip_endpt_unregister_module(endpt, &impl->mod);
+    }
     impl->installed = false;
     if (g_impl == impl)
         g_impl = NULL;

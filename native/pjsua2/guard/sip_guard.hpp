@@ -19,6 +19,12 @@
  *   BYE, or any request with a To tag (its dialog is unknown)  481
  *   anything else                                              501
  *
+ * A second module, right after the transaction layer (17), checks the SDP of every message,
+ * inside a dialog or not (re-INVITE, UPDATE, the ACK of a late offer, a response): a connection
+ * address that is not an IP address (a host name, which pjmedia would resolve on the engine
+ * thread, or 128+ characters, which abort it in an assertion) gets 488; an ACK or a response
+ * with one is dropped.
+ *
  * Every refusal is a stateless response to the request's own source: the guard never sends a
  * request anywhere. It logs nothing itself (a flood cannot multiply log lines): takeCounts()
  * hands the counts since the last call to the engine, which logs one summary line.
