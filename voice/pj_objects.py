@@ -87,6 +87,7 @@ class Call(pj.Call):
         self.ended_by = ""  # set when the engine ends the call itself (liveness)
         self.end_reason = ""
         self.refers = 0
+        self.hold_changes = 0
         self.players: dict[int, Player] = {}
         self.recorders: dict[str, Any] = {}  # path -> pj.AudioMediaRecorder (recordings after the first)
         self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap of its own

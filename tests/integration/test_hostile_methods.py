@@ -236,3 +236,9 @@ def test_a_reinvite_with_an_unsafe_address_is_refused_and_the_call_goes_on(tmp_p
     finally:
         assert srv.stop() == 0
         assert "Traceback" not in srv.log()
+
+
+def test_the_sip_tcp_listener_has_a_real_backlog(server: ServerProcess) -> None:
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{server.sip_port}"], capture_output=True, text=True, check=True)
+    [line] = out.stdout.splitlines()
+    assert int(line.split()[2]) >= 128, line  # ss shows a listener's backlog as Send-Q (pjsip's default: 5)

@@ -49,7 +49,7 @@ struct SipGuardCounts {
     unsigned long long sourceRate = 0;     /* 503: the sender's new-call rate */
     unsigned long long stopping = 0;       /* 503: the engine is stopping */
     unsigned long long badScheme = 0;      /* 416 */
-    unsigned long long noAudio = 0;        /* 488 */
+    unsigned long long noAudio = 0;        /* 488: no audio stream, or an unsafe SDP address */
     unsigned long long badEvent = 0;       /* 489 */
     unsigned long long notAllowed = 0;     /* 405 */
     unsigned long long noDialog = 0;       /* 481 */
