@@ -51,7 +51,6 @@ from typing import Any
 
 from capacity_checks import wav_seconds
 from capacity_procs import (
-    HOST,
     HZ,
     RESULTS,
     ROOT,
@@ -60,13 +59,10 @@ from capacity_procs import (
     Sipp,
     Target,
     cpu_ticks,
-    free_media_port,
-    free_udp_port,
     machine_ticks,
     prompt_text,
-    rss_kb,
-    say,
 )
+from localhost import HOST, free_media_port, free_udp_port, rss_kb, say
 
 
 # -- small helpers ----------------------------------------------------------------------------------

@@ -8,12 +8,9 @@ them; and their CPU time and RSS from /proc.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
-import resource
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from capacity_checks import check_floor_recordings, check_server_calls  # noqa: E402
+from localhost import HOST, child_setup, free_media_port, free_tcp_port, free_udp_port, say  # noqa: E402
 
 from callcenter.settings import load_settings  # noqa: E402
 from ivr.flow import load_flow  # noqa: E402
@@ -37,59 +35,8 @@ CONFIG = BENCH / "capacity.toml"
 SCENARIO = BENCH / "uac_capacity.xml"
 FLOOR_SCRIPT = BENCH / "bare_engine.py"
 RESULTS = BENCH / "results"
-HOST = "127.0.0.1"
 HZ = os.sysconf("SC_CLK_TCK")
 FLOOR_RTP = (20000, 10000)  # the server's bench config uses 10000..19999
-
-
-# -- small helpers ----------------------------------------------------------------------------------
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def free_udp_port(avoid: set[int]) -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
-        if port not in avoid and not 10000 <= port < 30000:
-            avoid.add(port)
-            return port
-    raise RuntimeError("no free UDP port")
-
-
-def free_tcp_port(avoid: set[int]) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        port = int(s.getsockname()[1])
-    avoid.add(port)
-    return port
-
-
-def free_media_port(avoid: set[int]) -> int:
-    """SIPp's -rtp_echo takes -mp and -mp+2 (audio and video echo)."""
-    for port in range(6000, 9000, 4):
-        if {port, port + 2} & avoid:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                a.bind((HOST, port))
-                b.bind((HOST, port + 2))
-        except OSError:
-            continue
-        avoid.update({port, port + 2})
-        return port
-    raise RuntimeError("no free UDP port pair for SIPp's RTP echo in 6000..9000")
-
-
-def _child_setup() -> None:
-    """In each child: the file-descriptor limit up to the hard limit; die with the benchmark."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # -- /proc -----------------------------------------------------------------------------------------------
@@ -102,15 +49,6 @@ def cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
 
 
-def rss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -195,7 +133,7 @@ class Server(Target):
                "--http-port", str(self.http_port)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         preexec_fn=_child_setup, start_new_session=True)
+                                         preexec_fn=child_setup, start_new_session=True)
         deadline = time.monotonic() + 90
         while self.active() is None:
             if not self.alive():
@@ -240,7 +178,7 @@ class Floor(Target):
                "--rtp-port-range", str(FLOOR_RTP[1])]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=log, text=True, preexec_fn=_child_setup,
+                                         stderr=log, text=True, preexec_fn=child_setup,
                                          start_new_session=True)
         threading.Thread(target=self._read_status, name="floor-status", daemon=True).start()
         if not self._ready.wait(30) or not self.alive():
@@ -307,7 +245,7 @@ class Sipp:
         (out / "command.txt").write_text(" ".join(cmd) + "\n")
         with (out / "sipp.out").open("wb") as log:
             proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    preexec_fn=_child_setup, start_new_session=True)
+                                    preexec_fn=child_setup, start_new_session=True)
         self.running.append(proc)
         return proc, timeout
 

@@ -55,7 +55,8 @@ for p in (str(ROOT), str(BENCH)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from soak_traffic import FakeGateway, Junk, Sipp, rss_kb, say  # noqa: E402
+from localhost import rss_kb, say  # noqa: E402
+from soak_traffic import FakeGateway, Junk, Sipp  # noqa: E402
 
 from tests.support.server import ServerProcess  # noqa: E402
 

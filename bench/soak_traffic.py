@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import random
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -27,57 +25,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-def free_udp_port(avoid: set[int]) -> int:
-    """A free UDP port outside the server's test ports (20000..29999) and RTP range (30000..38999)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind((HOST, 0))
-            port = int(s.getsockname()[1])
-        if port not in avoid and not 20000 <= port < 39000:
-            avoid.add(port)
-            return port
-    raise RuntimeError("no free UDP port")
-
-
-def free_media_port(avoid: set[int]) -> int:
-    """SIPp binds -mp and -mp + 2 (audio and video echo): a free pair in 6000..9999."""
-    for port in range(6000, 10000, 4):
-        if {port, port + 2} & avoid:
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
-                a.bind((HOST, port))
-                b.bind((HOST, port + 2))
-        except OSError:
-            continue
-        avoid.update({port, port + 2})
-        return port
-    raise RuntimeError("no free UDP port pair in 6000..9999 for SIPp's media")
-
-
-def rss_kb(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _child_setup() -> None:
-    """In each SIPp: die with the benchmark (PR_SET_PDEATHSIG), even if it is killed outright."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+from localhost import HOST, child_setup, free_media_port, free_udp_port
 
 
 # -- SIPp ---------------------------------------------------------------------------------------------------
@@ -106,7 +54,7 @@ class Sipp:
         with (self.work / "sipp.out").open("wb") as out:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
                 self.cmd, cwd=self.work, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                preexec_fn=_child_setup, start_new_session=True)
+                preexec_fn=child_setup, start_new_session=True)
 
     def running(self) -> bool:
         return self.proc.poll() is None

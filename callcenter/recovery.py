@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recordings import files as recfiles
 from recordings.exceptions import RecordingDamaged
 from recordings.repair import RepairResult, repair_wav
 
@@ -44,8 +45,7 @@ def _find_recording(data_dir: Path, row: dict[str, Any]) -> Path | None:
         started = datetime.fromisoformat(row["started_at"])
     except ValueError:
         return None
-    root = data_dir / "recordings"
-    candidate = root / f"{started:%Y}" / f"{started:%m}" / f"{started:%d}" / f"{row['id']}.caller.wav"
+    candidate = recfiles.leg_location(data_dir / "recordings", row["id"], "caller", started)
     return candidate if candidate.is_file() else None
 
 

@@ -47,7 +47,8 @@ def _typed(table: str, key: str, value: Any, kind: type | tuple[type, ...]) -> A
     return value
 
 
-def _seconds(table: dict[str, Any], key: str, default: float) -> float:
+def _number(table: dict[str, Any], key: str, default: float) -> float:
+    """A [sip] number >= 0 (seconds, or calls per second)."""
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConfigError(f"[sip] {key} = {value!r}: expected a number >= 0 (0 turns it off)")
@@ -105,14 +106,14 @@ def load_settings(config: Path | None) -> Settings:
         public_address=_typed("sip", "public_address", sip.get("public_address", ""), str) or None,
         user_agent=_typed("sip", "user_agent", sip.get("user_agent", eng.user_agent), str),
         pjsip_log_level=_typed("sip", "pjsip_log_level", sip.get("pjsip_log_level", 2), int),
-        media_timeout_s=_seconds(sip, "media_timeout_s", eng.media_timeout_s),
-        rtp_timeout_s=_seconds(sip, "rtp_timeout_s", eng.rtp_timeout_s),
-        max_call_duration_s=_seconds(sip, "max_call_duration_s", eng.max_call_duration_s),
+        media_timeout_s=_number(sip, "media_timeout_s", eng.media_timeout_s),
+        rtp_timeout_s=_number(sip, "rtp_timeout_s", eng.rtp_timeout_s),
+        max_call_duration_s=_number(sip, "max_call_duration_s", eng.max_call_duration_s),
         session_timer=_typed("sip", "session_timer", sip.get("session_timer", eng.session_timer), str),
         session_expires_s=_typed("sip", "session_expires_s", sip.get("session_expires_s", eng.session_expires_s), int),
         max_calls_per_source=_typed("sip", "max_calls_per_source",
                                     sip.get("max_calls_per_source", eng.max_calls_per_source), int),
-        max_new_calls_per_source_per_s=_seconds(sip, "max_new_calls_per_source_per_s",
+        max_new_calls_per_source_per_s=_number(sip, "max_new_calls_per_source_per_s",
                                                 eng.max_new_calls_per_source_per_s),
         trusted_peers=_networks(_typed("sip", "trusted_peers", sip.get("trusted_peers", []), list)),
         retry_after_s=_typed("sip", "retry_after_s", sip.get("retry_after_s", eng.retry_after_s), int),

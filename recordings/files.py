@@ -17,11 +17,16 @@ class FinishedRecording:
     seconds: float
 
 
+def leg_location(root: Path, call_id: str, leg: str, when: datetime) -> Path:
+    """``root/YYYY/MM/DD/<call id>.<leg>.wav``, the day being the call's start."""
+    return root / f"{when:%Y}" / f"{when:%m}" / f"{when:%d}" / f"{call_id}.{leg}.wav"
+
+
 def leg_path(root: Path, call_id: str, leg: str, when: datetime) -> Path:
-    """``root/YYYY/MM/DD/<call id>.<leg>.wav``; the folder is created."""
-    folder = root / f"{when:%Y}" / f"{when:%m}" / f"{when:%d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{call_id}.{leg}.wav"
+    """``leg_location``, with its folder created."""
+    path = leg_location(root, call_id, leg, when)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def finish(path: Path) -> FinishedRecording | None:

@@ -40,7 +40,7 @@ from .events import (
     TransferRefused,
 )
 from .exceptions import CallGone, EngineError
-from .liveness import CallLiveness, Watchdog
+from .liveness import Watchdog
 from .media import CallMedia
 from .pj_log import PjLogWriter
 from .text import clean
@@ -95,9 +95,7 @@ class EngineCore:
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
         self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done)
         self.watchdog = Watchdog(config.media_timeout_s, config.rtp_timeout_s, config.max_call_duration_s)
-        self._liveness: dict[int, CallLiveness] = {}
-        self._ended_since_trim = 0
-        self._last_end = -_TRIM_WINDOW_S
+        self._last_end = float("-inf")  # when the last call ended (time.monotonic)
         self._malloc_trim = _malloc_trim()
         now = time.monotonic()
         self._next_tick = self._next_liveness = now
@@ -183,18 +181,17 @@ class EngineCore:
 
     def handle_events(self, timeout_ms: int) -> None:
         self.ep.libHandleEvents(timeout_ms)
+        self.media.finish_ended(self.calls)
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + _TICK_S
-            self.media.finish_playbacks(self.calls, now)
+            self.media.finish_overdue(now)
             if now >= self._next_liveness:
                 self._next_liveness = now + _LIVENESS_S
                 self._check_liveness(now)
             if now >= self._next_summary:
                 self._next_summary = now + _SUMMARY_S
                 self._summarize()
-        else:
-            self.media.finish_playbacks(self.calls, 0.0)  # only the end-of-file events
         self.reap()
 
     def reap(self) -> None:
@@ -241,10 +238,7 @@ class EngineCore:
         ``malloc_trim(0)`` returns the free pages; it runs here, every summary period (10 s)
         while calls ended within ``_TRIM_WINDOW_S`` (pjsip frees a call's transactions up to
         32 s after its end), and costs a few milliseconds."""
-        now = time.monotonic()
-        if self._ended_since_trim:
-            self._last_end, self._ended_since_trim = now, 0
-        if self._malloc_trim is None or now - self._last_end > _TRIM_WINDOW_S:
+        if self._malloc_trim is None or time.monotonic() - self._last_end > _TRIM_WINDOW_S:
             return
         t0 = time.perf_counter()
         self._malloc_trim(0)
@@ -258,7 +252,7 @@ class EngineCore:
             return
         c = self.guard.takeCounts()
         refused = {"busy": c.full, "source_busy": c.sourceBusy, "source_rate": c.sourceRate,
-                   "stopping": c.stopping, "bad_scheme": c.badScheme, "bad_sdp": c.noAudio,
+                   "stopping": c.stopping, "bad_scheme": c.badScheme, "bad_offer": c.badOffer,
                    "bad_event": c.badEvent, "not_allowed": c.notAllowed, "no_dialog": c.noDialog,
                    "not_implemented": c.notImplemented}
         refused = {k: v for k, v in refused.items() if v}
@@ -271,7 +265,6 @@ class EngineCore:
         call.cid = self._next_call
         self._next_call += 1
         self.calls[call.cid] = call
-        self._liveness[call.cid] = CallLiveness(started=call.created)
         if self.stopping:
             self._hangup(call, 503)
             return
@@ -309,24 +302,22 @@ class EngineCore:
         two_way = mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE and mi.dir == pj.PJMEDIA_DIR_ENCODING_DECODING
         held = not two_way
         now = time.monotonic()
-        lv = self._liveness.get(call.cid)
         if two_way and not call.media_started:
             call.media_started = True
             try:
                 call.codec = call.getStreamInfo(mi.index).codecName
             except pj.Error:
                 call.codec = ""
-            if lv is not None:
-                self.watchdog.media_started(lv, now)
+            self.watchdog.media_started(call.liveness, now)
             self.post(MediaReady(call=call.cid, codec=call.codec))
         elif call.media_started and held != call.held:
-            if lv is not None:
-                self.watchdog.set_held(lv, held, now)
+            self.watchdog.set_held(call.liveness, held, now)
             call.hold_changes += 1
             if call.hold_changes <= _MAX_HOLD_LOGS:  # a re-INVITE storm cannot flood the log
                 log.info("call %s", "held" if held else "resumed", extra={"call": call.cid})
             self.post(CallHeld(call=call.cid, held=held))
-        call.held = held if call.media_started else call.held
+        if call.media_started:
+            call.held = held
 
     def on_refer(self, call: pj_objects.Call, target: str) -> None:
         call.refers += 1
@@ -346,9 +337,8 @@ class EngineCore:
 
     def _close_call(self, call: pj_objects.Call, code: int, reason: str) -> None:
         call.ended = True
-        self._ended_since_trim += 1
+        self._last_end = time.monotonic()
         self.calls.pop(call.cid, None)
-        self._liveness.pop(call.cid, None)
         if self.guard is not None and call.sip_call_id:
             try:
                 self.guard.callEnded(guard_key(call.sip_call_id))
@@ -361,9 +351,8 @@ class EngineCore:
 
     # -- liveness ------------------------------------------------------------------------------------
     def _check_liveness(self, now: float) -> None:
-        for cid, lv in list(self._liveness.items()):
-            call = self.calls.get(cid)
-            if call is None or call.ended or call.local_hangup:
+        for cid, call in list(self.calls.items()):
+            if call.local_hangup:
                 continue
             rx: int | None = None
             if call.media_started and not call.held and call.media_index >= 0:
@@ -371,19 +360,24 @@ class EngineCore:
                     rx = int(call.getStreamStat(call.media_index).rtcp.rxStat.pkt)
                 except pj.Error:
                     rx = None
-            verdict = self.watchdog.verdict(lv, now, rx)
+            verdict = self.watchdog.verdict(call.liveness, now, rx)
             if verdict is not None:
                 call.ended_by = verdict
                 call.end_reason = self.watchdog.describe(verdict)
                 log.warning("ending call: %s", call.end_reason, extra={"call": cid})
                 self._hangup(call, 408 if not call.confirmed else 200)
 
-    def _hangup(self, call: pj_objects.Call, code: int) -> None:
+    @staticmethod
+    def _end(call: pj_objects.Call, code: int) -> None:
         call.local_hangup = True
         prm = pj.CallOpParam()
         prm.statusCode = code
+        call.hangup(prm)
+
+    def _hangup(self, call: pj_objects.Call, code: int) -> None:
+        """The engine's own hang-up: a failure is logged, never raised into a callback."""
         try:
-            call.hangup(prm)
+            self._end(call, code)
         except pj.Error as exc:
             log.warning("hangup failed: %s", describe(exc), extra={"call": call.cid})
 
@@ -400,11 +394,7 @@ class EngineCore:
         self.call(cid).answer(prm)
 
     def hangup(self, cid: int, code: int) -> None:
-        call = self.call(cid)
-        call.local_hangup = True
-        prm = pj.CallOpParam()
-        prm.statusCode = code
-        call.hangup(prm)
+        self._end(self.call(cid), code)
 
     def play(self, cid: int, path: str) -> int:
         return self.media.play(self.call(cid), path)

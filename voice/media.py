@@ -16,7 +16,6 @@ import heapq
 import logging
 import queue
 import time
-import wave
 from collections.abc import Callable
 from typing import Any
 
@@ -29,14 +28,6 @@ log = logging.getLogger("voice.engine")
 
 TAP_FRAME_MS = 20  # the conference bridge's ptime (pjsua's default audioFramePtime)
 EOF_SLACK_S = 1.5
-
-
-def _wav_seconds(path: str) -> float:
-    try:
-        with wave.open(path, "rb") as w:
-            return w.getnframes() / (w.getframerate() or 1)
-    except (OSError, wave.Error, EOFError):
-        return 0.0
 
 
 class CallMedia:
@@ -102,18 +93,22 @@ class CallMedia:
         if call.audio is not None:
             player.startTransmit(call.audio)
         call.players[playback] = player
-        deadline = time.monotonic() + _wav_seconds(path) + EOF_SLACK_S
+        seconds = player.getInfo().sizeSamples / player.getPortInfo().format.clockRate  # the file's own rate
+        deadline = time.monotonic() + seconds + EOF_SLACK_S
         heapq.heappush(self._deadlines, (deadline, call.cid, playback, call))
         return playback
 
-    def finish_playbacks(self, calls: dict[int, Call], now: float) -> None:
-        """Playbacks that reached their end (pjmedia's event) or their deadline."""
+    def finish_ended(self, calls: dict[int, Call]) -> None:
+        """Playbacks whose end pjmedia reported (its event thread queued them)."""
         while True:
             try:
                 cid, playback = self.eofs.get_nowait()
             except queue.Empty:
-                break
+                return
             self._done(calls.get(cid), playback)
+
+    def finish_overdue(self, now: float) -> None:
+        """Playbacks past their deadline: nothing clocked them, or their end event was lost."""
         while self._deadlines and self._deadlines[0][0] <= now:
             _, cid, playback, call = heapq.heappop(self._deadlines)
             if playback in call.players and not call.ended:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import pjsua2 as pj
 
+from .liveness import CallLiveness
+
 log = logging.getLogger("voice.engine")
 
 
@@ -75,6 +77,7 @@ class Call(pj.Call):
         self.cid = 0  # the engine's id, set by the engine when it registers the call
         self.handle = handle
         self.created = time.monotonic()
+        self.liveness = CallLiveness(started=self.created)  # voice/liveness.py decides when it must end
         self.sip_call_id = ""  # raw, for the SIP guard's per-source count
         self.audio: Any = None  # pj.AudioMedia while the call has an audio port on the bridge
         self.media_index = -1

@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import socket
-import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
-from tests.integration.test_hostile_methods import assert_healthy
-from tests.support.ports import free_port
+from tests.support.health import assert_healthy
 from tests.support.rawsip import RawCall, request, sdp
-from tests.support.server import LONG_FLOW, ROOT, SHORT_FLOW, ServerProcess
+from tests.support.server import LONG_FLOW, SHORT_FLOW, ServerProcess
+from tests.support.sipp_run import run_sipp
 from voice.audio import read_wav
-
-SIPP = ROOT / "tests" / "support" / "sipp"
-
-
-def sipp(server: ServerProcess, workdir: Path, scenario: str, calls: int, limit: int, rate: int,
-         *extra: str, timeout: float = 240) -> dict[str, str]:
-    stat = workdir / f"{scenario}.csv"
-    cmd = ["sipp", "-sf", str(SIPP / scenario), "-s", "ivr", f"127.0.0.1:{server.sip_port}", "-i", "127.0.0.1",
-           "-p", str(free_port()), "-mp", str(free_port()), "-m", str(calls), "-l", str(limit), "-r", str(rate),
-           "-timeout", str(int(timeout - 10)), "-nostdin", "-trace_stat", "-stf", str(stat), "-fd", "1",
-           "-trace_err", "-error_file", str(workdir / f"{scenario}.err"), *extra]
-    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
-    rows = list(csv.reader(stat.open(), delimiter=";"))
-    last = dict(zip(rows[0], rows[-1], strict=False))
-    last["_returncode"] = str(out.returncode)
-    err = workdir / f"{scenario}.err"
-    last["_errors"] = err.read_text()[-2000:] if err.exists() else ""
-    return last
 
 
 def rows(server: ServerProcess) -> list[dict[str, object]]:
     return server.calls(server.token("admin"), 1000)
-
-
-def db(server: ServerProcess, sql: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(f"file:{server.data_dir / 'callcenter.db'}?mode=ro", uri=True) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_inactive_calls_cannot_exhaust_the_lines(tmp_path: Path) -> None:
@@ -85,7 +59,7 @@ def test_a_call_that_stops_sending_rtp_is_ended(tmp_path: Path) -> None:
 def test_a_video_stream_before_the_audio_one_is_a_normal_call(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path, SHORT_FLOW).start()
     try:
-        stats = sipp(srv, tmp_path, "uac_video_first.xml", 3, 3, 3, "-rtp_echo", timeout=60)
+        stats = run_sipp(srv, tmp_path, "uac_video_first.xml", 3, 3, 3, "-rtp_echo", timeout=60)
         assert stats["SuccessfulCall(C)"] == "3", stats
         assert {r["disposition"] for r in rows(srv)} == {"completed"}
         assert_healthy(srv)
@@ -98,7 +72,7 @@ def test_hold_and_resume_keep_the_flow_and_the_recording_going(tmp_path: Path) -
                         "holding a call. The caller puts us on hold and takes us off hold again, and this "
                         "prompt must still end on time."), sip_extra="rtp_timeout_s = 3\n").start()
     try:
-        stats = sipp(srv, tmp_path, "uac_hold_resume.xml", 1, 1, 1, "-rtp_echo", timeout=90)
+        stats = run_sipp(srv, tmp_path, "uac_hold_resume.xml", 1, 1, 1, "-rtp_echo", timeout=90)
         assert stats["SuccessfulCall(C)"] == "1", stats  # the server hung up at the prompt's end
         [row] = srv.wait_for(lambda: [r for r in rows(srv) if r["ended_at"]])
         assert row["disposition"] == "completed", row
@@ -107,7 +81,7 @@ def test_hold_and_resume_keep_the_flow_and_the_recording_going(tmp_path: Path) -
         # The recording spans the whole call, held part included (silence, not a gap).
         assert abs(rec.duration - float(row["recording_seconds"])) < 0.01  # type: ignore[arg-type]
         assert rec.duration > prompt.duration - 0.5, (rec.duration, prompt.duration)
-        assert [e for (e,) in db(srv, "select event from events where event like '%HOLD' order by id")] == \
+        assert [e for (e,) in srv.query("select event from events where event like '%HOLD' order by id")] == \
             ["HOLD", "UNHOLD"]
         log = srv.log()
         assert "call held" in log and "call resumed" in log
@@ -122,11 +96,11 @@ def test_fast_churn_leaves_no_call_behind(tmp_path: Path) -> None:
     # and is closed; nothing leaks.
     srv = ServerProcess(tmp_path, SHORT_FLOW, sip_extra='trusted_peers = ["127.0.0.1"]\n').start()
     try:
-        stats = sipp(srv, tmp_path, "uac_churn.xml", 2000, 200, 200, timeout=300)
+        stats = run_sipp(srv, tmp_path, "uac_churn.xml", 2000, 200, 200, timeout=300)
         assert stats["SuccessfulCall(C)"] == "2000" and stats["FailedCall(C)"] == "0", stats
         srv.wait_for(lambda: srv.get("/healthz").json()["active_calls"] == 0, 60)
-        srv.wait_for(lambda: db(srv, "select count(*) from calls where ended_at is not null") == [(2000,)], 60)
-        dispositions = {d for (d,) in db(srv, "select distinct disposition from calls")}
+        srv.wait_for(lambda: srv.query("select count(*) from calls where ended_at is not null") == [(2000,)], 60)
+        dispositions = {d for (d,) in srv.query("select distinct disposition from calls")}
         assert dispositions <= {"caller_hangup", "completed"}, dispositions
         assert "Decline" not in srv.log() and "cause=603" not in srv.log()
         assert_healthy(srv)

@@ -11,7 +11,7 @@ import wave
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.integration.test_hostile_methods import assert_healthy
+from tests.support.health import assert_healthy
 from tests.support.server import LONG_FLOW, ServerProcess, phone_command
 
 
@@ -59,8 +59,7 @@ def test_kill_9_during_five_calls_then_restart(tmp_path: Path) -> None:
             assert seconds > 1.5 and abs(seconds - call["recording_seconds"]) < 0.01
             rec = srv.get(call["recording_url"], token)
             assert rec.status_code == 200 and len(rec.content) == call["recording_bytes"]
-        with sqlite3.connect(db) as conn:
-            ends = conn.execute("select call_id, data from events where event = 'CALLEND'").fetchall()
+        ends = srv.query("select call_id, data from events where event = 'CALLEND'")
         assert sorted(c for c, _ in ends) == sorted(c["id"] for c in calls)
         assert all(json.loads(d)["disposition"] == "interrupted" for _, d in ends)
         assert "closed a call left open by the previous run" in srv.log()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
 
 
 def invite(port: int, sdp: str | None, local_port: int, content_length: int | None = None) -> bytes:
@@ -45,17 +45,26 @@ class UdpPeer:
     def send(self, data: bytes, port: int) -> None:
         self.sock.sendto(data, ("127.0.0.1", port))
 
+    def receive(self, match: Callable[[bytes], bool], timeout: float = 3.0) -> bytes | None:
+        """The first message received that ``match``es, or None after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                return None
+            if match(data):
+                return data
+        return None
+
+    def final_response(self, timeout: float = 3.0) -> bytes | None:
+        """The first final (non-1xx) response received, or None if none came back."""
+        return self.receive(lambda m: (status(m) or 0) >= 200, timeout)
+
     def final_status(self, timeout: float = 3.0) -> int | None:
         """The first non-1xx status code received, or None if nothing final came back."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                data, _ = self.sock.recvfrom(65536)
-                parts = data.split(b" ", 2)
-                if data.startswith(b"SIP/2.0 ") and len(parts) > 1 and not parts[1].startswith(b"1"):
-                    return int(parts[1])
-        except TimeoutError:
-            return None
+        return status(self.final_response(timeout) or b"")
 
     def close(self) -> None:
         self.sock.close()
@@ -124,7 +133,7 @@ class RawCall:
     def invite(self, timeout: float = 5.0) -> int | None:
         self.peer.send(request("INVITE", self.port, self.peer.port, body=self.body, call_id=self.call_id,
                                from_header=self.from_header), self.port)
-        self.final = self._wait(lambda m: (status(m) or 0) >= 200, timeout)
+        self.final = self.peer.receive(lambda m: (status(m) or 0) >= 200, timeout)
         if self.final is None:
             return None
         code = status(self.final)
@@ -145,22 +154,10 @@ class RawCall:
 
     def wait_bye(self, timeout: float) -> bytes | None:
         """Wait for the server's BYE (answering it 200); None if none came in time."""
-        self.bye = self._wait(lambda m: m.startswith(b"BYE "), timeout)
+        self.bye = self.peer.receive(lambda m: m.startswith(b"BYE "), timeout)
         if self.bye is not None:
             self.peer.send(_response_to(self.bye, 200, "OK"), self.port)
         return self.bye
-
-    def _wait(self, match: Any, timeout: float) -> bytes | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.peer.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                data, _ = self.peer.sock.recvfrom(65536)
-            except TimeoutError:
-                return None
-            if match(data):
-                return data
-        return None
 
     def close(self) -> None:
         self.peer.close()

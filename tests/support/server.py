@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -142,6 +143,11 @@ class ServerProcess:
         r.raise_for_status()
         result: list[dict[str, Any]] = r.json()
         return result
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` from the server's database, opened read-only."""
+        with sqlite3.connect(f"file:{self.data_dir / 'callcenter.db'}?mode=ro", uri=True) as conn:
+            return conn.execute(sql).fetchall()
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout

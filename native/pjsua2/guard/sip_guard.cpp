@@ -246,10 +246,11 @@ struct SipGuard::Impl {
      * offer), before the dialog layer hands it to pjsua: see unsafeSdp(). */
     pj_bool_t onAnyRequest(pjsip_rx_data *rdata) {
         pjmedia_sdp_session *sdp = parseSdp(rdata);
+        rdata->endpt_info.mod_data[sdpMod.id] = sdp;  /* for onInvite: one parse per request */
         const char *why = sdp ? unsafeSdp(sdp) : NULL;
         if (!why)
             return PJ_FALSE;
-        return refuse(rdata, 488, "Not Acceptable Here", &counts.noAudio, false, false, why);
+        return refuse(rdata, 488, "Not Acceptable Here", &counts.badOffer, false, false, why);
     }
 
     pj_bool_t onInvite(pjsip_rx_data *rdata) {
@@ -283,9 +284,10 @@ struct SipGuard::Impl {
                               &counts.sourceRate, true);
             src.tokens -= 1.0;
         }
-        pjmedia_sdp_session *sdp = parseSdp(rdata);  /* (its addresses were checked by onAnyRequest) */
+        /* Parsed, and its addresses checked, by onAnyRequest (the module before this one). */
+        pjmedia_sdp_session *sdp = (pjmedia_sdp_session *)rdata->endpt_info.mod_data[sdpMod.id];
         if (sdp && !hasUsableAudio(sdp))
-            return refuse(rdata, 488, "Not Acceptable Here", &counts.noAudio, false, false,
+            return refuse(rdata, 488, "Not Acceptable Here", &counts.badOffer, false, false,
                           "no audio stream in the offer");
         Live &l = live[callId];
         l.source = source;
@@ -361,7 +363,7 @@ pj_bool_t onRxAnyResponse(pjsip_rx_data *rdata) {
         return PJ_FALSE;
     pjmedia_sdp_session *sdp = SipGuard::Impl::parseSdp(rdata);
     if (sdp && SipGuard::Impl::unsafeSdp(sdp)) {
-        g_impl->counts.noAudio++;
+        g_impl->counts.badOffer++;
         return PJ_TRUE;
     }
     return PJ_FALSE;
@@ -442,10 +444,6 @@ bool SipGuard::addTrusted(const std::string &address, unsigned prefixLen) {
     return true;
 }
 
-void SipGuard::clearTrusted() { impl->trusted.clear(); }
-
-bool SipGuard::isTrusted(const std::string &address) const { return impl->trustedAddr(address); }
-
 void SipGuard::setStopping(bool stopping) { impl->stopping = stopping; }
 
 void SipGuard::callEnded(const std::string &sipCallId) {
@@ -453,8 +451,6 @@ void SipGuard::callEnded(const std::string &sipCallId) {
     if (it != impl->live.end())
         impl->release(it);
 }
-
-unsigned SipGuard::liveCalls() const { return (unsigned)impl->live.size(); }
 
 SipGuardCounts SipGuard::takeCounts() {
     SipGuardCounts out = impl->counts;

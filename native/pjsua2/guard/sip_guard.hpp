@@ -49,7 +49,7 @@ struct SipGuardCounts {
     unsigned long long sourceRate = 0;     /* 503: the sender's new-call rate */
     unsigned long long stopping = 0;       /* 503: the engine is stopping */
     unsigned long long badScheme = 0;      /* 416 */
-    unsigned long long noAudio = 0;        /* 488: no audio stream, or an unsafe SDP address */
+    unsigned long long badOffer = 0;       /* 488: no audio stream, or an unsafe SDP address */
     unsigned long long badEvent = 0;       /* 489 */
     unsigned long long notAllowed = 0;     /* 405 */
     unsigned long long noDialog = 0;       /* 481 */
@@ -74,17 +74,12 @@ public:
     /** Exempt a network from the per-source limits: an IPv4 or IPv6 address and a prefix
      *  length (e.g. a trunk, or Kamailio in front). Returns false for an unparsable address. */
     bool addTrusted(const std::string &address, unsigned prefixLen);
-    void clearTrusted();
-    /** True if the address (an IP, or "IP:port" / "[IPv6]:port") is in a trusted network. */
-    bool isTrusted(const std::string &address) const;
     /** While stopping, every new INVITE gets 503. */
     void setStopping(bool stopping);
 
     /** The call with this SIP Call-ID has ended: its sender's count goes down. Bytes outside
      *  printable ASCII in the Call-ID are written as '?' (voice/core.py does the same). */
     void callEnded(const std::string &sipCallId);
-    /** Calls the guard counts now (passed, not yet ended). */
-    unsigned liveCalls() const;
     /** Counts since the previous call, then zero. */
     SipGuardCounts takeCounts();
 
