@@ -1,8 +1,51 @@
 """Errors raised by asr/.
 
-AsrError     base class (the package's concrete errors arrive with its features)
+AsrError                  base class of every error raised by asr/
+├── AsrConfigError        an AsrConfig value is invalid, or the engine it names cannot be loaded
+│   └── EngineUnavailable the engine's library or model is missing (vosk not installed, no model path)
+├── UnsupportedLanguage   the engine has no model for the requested language
+├── BadPhrases            the phrase list is empty or a phrase is not a plain lower-case word string
+│   └── UnknownWords      a phrase uses a word the engine's dictionary does not have (``words`` lists them)
+├── UnsupportedRate       the input sample rate cannot be resampled to the engine's rate
+└── RecognizerClosed      the streaming recognizer (or one listener) was already closed
 """
+
+from __future__ import annotations
 
 
 class AsrError(Exception):
     """Base class of every error raised by asr/."""
+
+
+class AsrConfigError(AsrError):
+    """An AsrConfig value is invalid, or the engine it names cannot be loaded."""
+
+
+class EngineUnavailable(AsrConfigError):
+    """The engine's library or model is missing."""
+
+
+class UnsupportedLanguage(AsrError):
+    """The engine has no model for the requested language."""
+
+
+class BadPhrases(AsrError):
+    """The phrase list is empty, or a phrase is not a plain lower-case word string."""
+
+
+class UnknownWords(BadPhrases):
+    """A phrase uses words the engine's pronunciation dictionary (or vocabulary) does not have."""
+
+    def __init__(self, words: list[str], engine: str) -> None:
+        self.words = words
+        self.engine = engine
+        super().__init__(f"{engine} does not know the word{'s' if len(words) > 1 else ''} "
+                         + ", ".join(repr(w) for w in words))
+
+
+class UnsupportedRate(AsrError):
+    """The input sample rate cannot be resampled to the engine's rate."""
+
+
+class RecognizerClosed(AsrError):
+    """The streaming recognizer (or one listener) was already closed."""

@@ -4,7 +4,7 @@
 
 For each step N, SIPp (with ``-rtp_echo``, so every caller "speaks" the prompt back and the
 server records caller audio) places ``factor * N`` calls at ``--rate`` calls per second with at
-most N at a time (``-l N``). Every call hears the bench flow's prompt (bench/capacity_flow.toml,
+most N at a time (``-l N``). Every call hears the bench flow's prompt (bench/capacity_flow.yaml,
 about 14 s) to its end and is hung up on by the server; the prompt is long enough that the
 number of calls in progress reaches N and stays there while calls turn over. During that
 plateau the benchmark samples, once a second, the process under test's CPU time and RSS

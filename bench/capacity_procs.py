@@ -122,8 +122,9 @@ class Server(Target):
         self.data_dir.mkdir()
         settings = load_settings(CONFIG)
         cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
-                            settings.prompt_voice, settings.prompt_wpm)
-        self.prompt = cache.path_for(text)  # rendered by the server at start-up
+                            settings.prompt_voice, settings.prompt_wpm, voices=settings.prompt_voices)
+        # rendered by the server at start-up
+        self.prompt = cache.path_for(text, cache.voice_for("en"), settings.prompt_wpm)
         self.sip_port = free_udp_port(ports)
         self.http_port = free_tcp_port(ports)
         self.log_path = work / "server.log"
@@ -211,10 +212,10 @@ def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only
 def prompt_text() -> str:
     """The bench flow's one prompt (the server renders it into its prompt cache at start-up)."""
     settings = load_settings(CONFIG)
-    assert settings.flow is not None
-    texts = load_flow(settings.flow).prompts()
+    assert settings.default_flow is not None
+    texts = [p.say for p in load_flow(settings.default_flow).prompts() if p.say]
     if len(texts) != 1:
-        raise RuntimeError(f"{settings.flow}: the bench flow must have exactly one prompt")
+        raise RuntimeError(f"{settings.default_flow}: the bench flow must have exactly one prompt")
     return texts[0]
 
 

@@ -66,8 +66,8 @@ HOSTILE = ("inactive", "churn", "refer", "options", "junk")
 
 
 def flow_text(prompt: str) -> str:
-    return (f'[flow]\nname = "soak"\nstart = "hello"\n\n[nodes.hello]\ntype = "play"\nsay = "{prompt}"\n'
-            'next = "bye"\n\n[nodes.bye]\ntype = "hangup"\n')
+    return (f'name: soak\nstart: hello\nnodes:\n  hello:\n    type: play\n    say: "{prompt}"\n'
+            '    next: bye\n  bye:\n    type: hangup\n')
 
 
 def merge_toml(base: str, extra: str) -> str:

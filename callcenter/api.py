@@ -2,20 +2,26 @@
 
 Roles: admin (everything), supervisor and qa (calls and recordings), agent (their own desk: later
 issues). The OpenAPI schema is published at /openapi.json, with interactive docs at /docs.
+Flows, numbers and voicemails are in callcenter/flows_api.py.
 """
 
 import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from .storage.flows import IvrPathRepo
 from .storage.repos import CallRepo, User, UserRepo
+
+if TYPE_CHECKING:
+    from .flow_directory import FlowDirectory
+    from .storage.db import Database
 
 
 @dataclass
@@ -24,6 +30,8 @@ class ApiContext:
     users: UserRepo
     data_dir: Path
     active_calls: Callable[[], int]
+    db: "Database | None" = None              # default: the calls repository's
+    flows: "FlowDirectory | None" = None      # reloaded after a deploy or rollback through the API
 
 
 class Health(BaseModel):
@@ -49,6 +57,17 @@ class CallOut(BaseModel):
     recording_bytes: int | None
     recording_seconds: float | None
     recording_url: str | None
+
+
+class IvrStep(BaseModel):
+    at: str
+    event: str                      # IVR_NODE, IVR_KEY, IVR_SPEECH, IVR_VAR, IVR_HTTP, ... (docs/events.md)
+    data: dict[str, Any]
+
+
+class CallDetail(CallOut):
+    flow_version: int | None        # None: the default flow from a file, or a call before versioned flows
+    ivr_path: list[IvrStep]         # what the caller did in the IVR, in order (sensitive input masked)
 
 
 class UserOut(BaseModel):
@@ -110,7 +129,8 @@ def _call_out(row: dict[str, Any]) -> CallOut:
     return CallOut(**row, recording_url=url)
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, demo_crm: bool = False) -> FastAPI:
+    """The app; ``demo_crm`` also mounts the demo flow's stand-in CRM (callcenter/demo_crm.py)."""
     app = FastAPI(
         title="callcenter",
         version="0.1.0",
@@ -118,6 +138,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     readers = require("supervisor", "qa")
+    ivr_paths = IvrPathRepo(ctx.db or ctx.calls.db)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
@@ -130,12 +151,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
     ) -> list[CallOut]:
         return [_call_out(r) for r in await ctx.calls.latest(limit)]
 
-    @app.get("/api/calls/{call_id}", response_model=CallOut, tags=["calls"])
-    async def get_call(call_id: str, _: Annotated[User, Depends(readers)]) -> CallOut:
+    @app.get("/api/calls/{call_id}", response_model=CallDetail, tags=["calls"])
+    async def get_call(call_id: str, _: Annotated[User, Depends(readers)]) -> CallDetail:
         row = await ctx.calls.get(call_id)
         if row is None:
             raise HTTPException(404, f"no call {call_id}")
-        return _call_out(row)
+        path = [IvrStep(**step) for step in await ivr_paths.path(call_id)]
+        return CallDetail(**_call_out(row).model_dump(), flow_version=await ivr_paths.flow_version(call_id),
+                          ivr_path=path)
 
     @app.get(
         "/api/calls/{call_id}/recording",
@@ -162,4 +185,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def me(user: Annotated[User, Depends(require("supervisor", "qa", "agent"))]) -> UserOut:
         return UserOut(id=user.id, name=user.name, role=user.role)
 
+    from .flows_api import build_router  # (it imports require() from here)
+
+    app.include_router(build_router(ctx))
+    if demo_crm:
+        from .demo_crm import router as crm
+
+        app.include_router(crm)
     return app

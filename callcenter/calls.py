@@ -11,12 +11,15 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from ivr import machine as ivr
-from ivr.flow import Flow
+from ivr import events as ivr_ev
+from ivr.driver import FlowDriver, HttpClient
+from ivr.machine import FlowMachine
 from ivr.prompts import PromptCache
 from recordings import files as recfiles
 from voice.engine import Engine
@@ -24,32 +27,55 @@ from voice.events import (
     CallAnswered,
     CallEnded,
     CallHeld,
+    DtmfReceived,
     EngineEvent,
     IncomingCall,
     MediaReady,
     PlaybackDone,
+    TransferDone,
     TransferRefused,
 )
 from voice.exceptions import CallGone, EngineError, EngineStopped
 
+from .call_audio import CallAudio, Recognizer
+from .call_control import EngineCallControl
+from .flow_directory import FlowDirectory, Resolved
 from .storage.db import utcnow
+from .storage.flows import VoicemailRepo
 from .storage.repos import CallRepo, EventRepo
 
 log = logging.getLogger("callcenter.calls")
+_IVR_EVENTS = (ivr_ev.CallStarted, ivr_ev.PromptDone, ivr_ev.Digit, ivr_ev.SpeechStarted, ivr_ev.SpeechResult,
+               ivr_ev.TimerFired, ivr_ev.HttpResult, ivr_ev.QueueResult, ivr_ev.VoicemailDone,
+               ivr_ev.TransferResult, ivr_ev.Hangup)
+Inbox = asyncio.Queue[EngineEvent | ivr_ev.Event]
+
+
+@dataclass(frozen=True, slots=True)
+class IvrOptions:
+    transfer_allow: tuple[str, ...] = ()
+    inband_dtmf: str = "auto"          # auto | always | off
+    clock_rate: int = 8000
+    server_url: str = ""               # the flows' {server_url}
 
 
 class CallService:
-    def __init__(self, engine: Engine, calls: CallRepo, events: EventRepo, flow: Flow,
-                 prompts: PromptCache, data_dir: Path) -> None:
+    def __init__(self, engine: Engine, calls: CallRepo, events: EventRepo, voicemails: VoicemailRepo,
+                 flows: FlowDirectory, prompts: PromptCache, http: HttpClient, recognizer: Recognizer | None,
+                 data_dir: Path, options: IvrOptions | None = None) -> None:
         self.engine = engine
         self.calls = calls
         self.events = events
-        self.flow = flow
+        self.voicemails = voicemails
+        self.flows = flows
         self.prompts = prompts
+        self.http = http
+        self.recognizer = recognizer
         self.data_dir = data_dir
+        self.options = options or IvrOptions()
         self.stopping = False
-        self._inboxes: dict[int, asyncio.Queue[EngineEvent]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._inboxes: dict[int, Inbox] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def active(self) -> int:
@@ -62,38 +88,56 @@ class CallService:
 
     def dispatch(self, event: EngineEvent) -> None:
         if isinstance(event, IncomingCall):
-            new_inbox: asyncio.Queue[EngineEvent] = asyncio.Queue()
+            new_inbox: Inbox = asyncio.Queue()
             self._inboxes[event.call] = new_inbox
-            task = asyncio.create_task(self._actor(event, new_inbox), name=f"call-{event.call}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.spawn(self._actor(event, new_inbox), f"call-{event.call}")
         elif (inbox := self._inboxes.get(event.call)) is not None:
             inbox.put_nowait(event)
         else:
             log.debug("event for unknown call", extra={"event": event.type, "handle": event.call})
 
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def drain(self, grace: float = 3.0) -> None:
         """After the engine stopped: deliver what it posted, let actors finish, cancel the rest."""
         while not self.engine.events.empty():
             self.dispatch(self.engine.events.get_nowait())
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
+        deadline = time.monotonic() + grace
+        while self._tasks:  # actors spawn their last writes as they finish: wait for those too
+            _, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+            if pending and time.monotonic() >= deadline:
+                for task in pending:
+                    task.cancel()
                 await asyncio.wait(pending)
+                break
 
-    async def _actor(self, inc: IncomingCall, inbox: asyncio.Queue[EngineEvent]) -> None:
+    async def _actor(self, inc: IncomingCall, inbox: Inbox) -> None:
         call_id = uuid.uuid4().hex
         ctx = {"call_id": call_id, "handle": inc.call}
-        call = _CallState(call_id, inc, ivr.FlowMachine(self.flow))
-        log.info("incoming call", extra={**ctx, "caller": inc.caller, "from": inc.remote_address})
+        resolved = self.flows.resolve(inc.dialled_number)
+        call = _CallState(call_id, inc, resolved)
+        log.info("incoming call", extra={**ctx, "caller": inc.caller_number, "to": inc.dialled_number,
+                                         "from": inc.remote_address,
+                                         "flow": f"{resolved.name}@{resolved.version}" if resolved else "-"})
         await self._store(call, "call row", self.calls.create(
-            call_id, inc.sip_call_id, inc.caller, inc.callee, inc.remote_address, self.flow.name))
+            call_id, inc.sip_call_id, inc.caller_number, inc.dialled_number, inc.remote_address,
+            resolved.name if resolved else ""))
+        await self._store(call, "caller", self.calls.update(
+            call_id, caller_name=inc.caller_name, caller_uri=inc.caller,
+            flow_version=resolved.version if resolved else None))
         await self._store(call, "CALLSTART", self.events.append(
-            "CALLSTART", call_id, caller=inc.caller, callee=inc.callee, sip_call_id=inc.sip_call_id))
+            "CALLSTART", call_id, caller=inc.caller_number, callee=inc.dialled_number, sip_call_id=inc.sip_call_id,
+            flow=resolved.name if resolved else "", flow_version=resolved.version if resolved else None))
         try:
-            await self.engine.answer(inc.call, 200)
+            if resolved is None:
+                call.refused = True
+                log.warning("no flow for the dialled number: 404", extra={**ctx, "to": inc.dialled_number})
+                await self.engine.answer(inc.call, 404)
+            else:
+                await self.engine.answer(inc.call, 200)
         except (CallGone, EngineStopped):
             pass
         except Exception:
@@ -117,23 +161,78 @@ class CallService:
         finally:
             del self._inboxes[inc.call]  # engine ids are never reused
 
-    async def _handle(self, call: _CallState, event: EngineEvent) -> None:
-        if isinstance(event, CallAnswered):
+    async def _handle(self, call: _CallState, event: EngineEvent | ivr_ev.Event) -> None:
+        if isinstance(event, _IVR_EVENTS):
+            if call.driver is not None:
+                await call.driver.feed(event)
+                if call.driver.machine.finished and not call.driver.closed:
+                    await call.driver.close()   # (a transfer that went through): the flow is done
+                    await self._hangup(call, 200)
+        elif isinstance(event, DtmfReceived):
+            if call.driver is not None:
+                await call.driver.feed(ivr_ev.Digit(now=time.time(), digit=event.digit, source=event.source))
+        elif isinstance(event, PlaybackDone):
+            if call.driver is not None:
+                call.driver.playback_done(event.playback)
+        elif isinstance(event, TransferDone):
+            if call.driver is not None:
+                call.driver.transfer_done(event.ok, f"{event.status} {event.reason}".strip())
+        elif isinstance(event, CallAnswered):
             call.answered = True
             await self._store(call, "answer time", self.calls.update(call.id, answered_at=utcnow()))
             await self._store(call, "ANSWER", self.events.append("ANSWER", call.id))
         elif isinstance(event, MediaReady):
             if call.recording is None:
                 await self._start_recording(call, event.codec)
-            await self._run(call, call.machine.receive(ivr.CallStarted(now=time.monotonic())))
-        elif isinstance(event, PlaybackDone):
-            await self._run(call, call.machine.receive(ivr.PromptDone(now=time.monotonic())))
+            if call.driver is None and call.resolved is not None:
+                await self._start_flow(call, event)
         elif isinstance(event, CallHeld):
             # The flow goes on while the caller holds (prompts play unheard, the recording
             # records silence): see docs/sip.md.
             await self._store(call, "HOLD", self.events.append("HOLD" if event.held else "UNHOLD", call.id))
         elif isinstance(event, TransferRefused):
             await self._store(call, "REFER", self.events.append("TRANSFER_REFUSED", call.id, target=event.target))
+
+    async def _start_flow(self, call: _CallState, media: MediaReady) -> None:
+        assert call.resolved is not None
+        inbox = self._inboxes[call.incoming.call]
+        post = inbox.put_nowait
+        call.audio = CallAudio(self.engine, call.incoming.call, call.id, post, self.recognizer,
+                               self.options.clock_rate)
+        call.control = EngineCallControl(self.engine, call.incoming.call, call.id, self.events, self.data_dir,
+                                         call.audio, self.spawn, self._save_voicemail,
+                                         call.incoming.caller_number)
+        r = call.resolved
+        machine = FlowMachine(r.flow, r.subflows, version=str(r.version))
+        call.driver = FlowDriver(machine, call.control, self.prompts, self.http, post, call_id=call.id,
+                                 version=str(r.version), flow_dir=r.flow_dir,
+                                 transfer_allow=self.options.transfer_allow)
+        if self.options.inband_dtmf == "always" or (self.options.inband_dtmf == "auto" and not media.telephone_event):
+            try:
+                await call.audio.detect_dtmf()
+            except EngineError as exc:
+                log.error("in-band DTMF detection failed to start", extra={"call_id": call.id, "error": str(exc)})
+        inc = call.incoming
+        await call.driver.feed(ivr_ev.CallStarted(now=time.time(), variables={
+            "call_id": call.id, "caller_number": inc.caller_number, "caller_name": inc.caller_name,
+            "dialled_number": inc.dialled_number, "server_url": self.options.server_url}))
+
+    async def _save_voicemail(self, mailbox: str, path: Path, call_id: str, caller: str) -> None:
+        try:
+            done = await asyncio.to_thread(recfiles.finish, path)
+        except OSError as exc:
+            log.error("voicemail unreadable", extra={"call_id": call_id, "error": repr(exc)})
+            return
+        if done is None:
+            log.error("voicemail was never written", extra={"call_id": call_id, "path": str(path)})
+            return
+        try:
+            await self.voicemails.add(call_id=call_id, mailbox=mailbox, path=str(path.relative_to(self.data_dir)),
+                                      seconds=round(done.seconds, 3), sha256=done.sha256, size=done.bytes,
+                                      caller_number=caller)
+            await self.events.append("VOICEMAIL", call_id, mailbox=mailbox, seconds=round(done.seconds, 3))
+        except Exception as exc:
+            log.error("could not store the voicemail", extra={"call_id": call_id, "error": repr(exc)})
 
     async def _start_recording(self, call: _CallState, codec: str) -> None:
         """Record the caller's leg. A failure (a full disk, say) is logged; the call goes on unrecorded."""
@@ -157,14 +256,6 @@ class CallService:
         except Exception as exc:
             log.error("could not store %s", what, extra={"call_id": call.id, "error": repr(exc)})
 
-    async def _run(self, call: _CallState, actions: list[ivr.Action]) -> None:
-        for action in actions:
-            if isinstance(action, ivr.Play):
-                path = await self.prompts.render(action.text)
-                await self.engine.play(call.incoming.call, str(path))
-            elif isinstance(action, ivr.EndCall):
-                await self._hangup(call, 200)
-
     async def _hangup(self, call: _CallState, code: int) -> None:
         try:
             await self.engine.hangup(call.incoming.call, code if not call.answered else 200)
@@ -172,9 +263,19 @@ class CallService:
             pass
 
     async def _finish(self, call: _CallState, ended: CallEnded) -> None:
-        call.machine.receive(ivr.Hangup(now=time.monotonic()))
-        if self.stopping and call.machine.finish_reason != "flow_end":
+        flow_ended = False
+        if call.driver is not None:
+            flow_ended = call.driver.machine.finished and call.driver.machine.finish_reason != "caller_hangup"
+            await call.driver.close()
+            call.flow_reason = call.driver.machine.finish_reason
+        if call.control is not None:
+            call.control.call_ended(ended.recordings)
+        if call.audio is not None:
+            await call.audio.close()
+        if self.stopping and not flow_ended:
             disposition = "shutdown"
+        elif call.refused:
+            disposition = "no_flow"
         elif ended.ended_by:
             disposition = "timeout"  # the engine ended it: no media, no RTP, too long
         elif call.failed:
@@ -209,10 +310,15 @@ class CallService:
 
 
 class _CallState:
-    def __init__(self, call_id: str, incoming: IncomingCall, machine: ivr.FlowMachine) -> None:
+    def __init__(self, call_id: str, incoming: IncomingCall, resolved: Resolved | None) -> None:
         self.id = call_id
         self.incoming = incoming
-        self.machine = machine
+        self.resolved = resolved
+        self.driver: FlowDriver | None = None
+        self.control: EngineCallControl | None = None
+        self.audio: CallAudio | None = None
         self.answered = False
         self.failed = False
+        self.refused = False
+        self.flow_reason = ""
         self.recording: Path | None = None

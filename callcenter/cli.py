@@ -14,10 +14,9 @@ from typing import Any
 
 import uvloop
 
-from ivr.exceptions import FlowError
-from ivr.flow import load_flow
 from voice.text import clean
 
+from . import flow_cli
 from .exceptions import CallCenterError
 from .logs import setup_logging
 from .settings import Settings, check_data_dir, load_settings, with_overrides
@@ -65,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     ul = user.add_parser("list", help="list users")
     _common(ul)
 
-    flow = sub.add_parser("flow", help="IVR flows").add_subparsers(dest="action", required=True)
-    fv = flow.add_parser("validate", help="check flow files; errors print file:line: message")
-    fv.add_argument("files", nargs="+", type=Path)
+    flow = sub.add_parser("flow", help="IVR flows: validate, test, deploy...").add_subparsers(dest="action",
+                                                                                              required=True)
+    flow_cli.add_parsers(flow, _common)
     return parser
 
 
@@ -123,19 +122,6 @@ def _user_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flow_validate(args: argparse.Namespace) -> int:
-    status = 0
-    for f in args.files:
-        try:
-            flow = load_flow(f)
-        except FlowError as exc:
-            print(exc, file=sys.stderr)
-            status = 1
-        else:
-            print(f"{f}: ok ({flow.name}, {len(flow.nodes)} nodes)")
-    return status
-
-
 def _serve(args: argparse.Namespace) -> int:
     from .server import serve  # imports pjsua2: only for the command that needs it
 
@@ -154,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ("calls", "list"): _calls_list,
         ("user", "add"): _user_add,
         ("user", "list"): _user_list,
-        ("flow", "validate"): _flow_validate,
+        **{("flow", action): handler for action, handler in flow_cli.HANDLERS.items()},
     }
     try:
         return handlers[(args.command, getattr(args, "action", None))](args)

@@ -19,18 +19,24 @@ from pathlib import Path
 import uvicorn
 
 from ivr.exceptions import FlowError, IvrError
-from ivr.flow import Flow, load_flow
+from ivr.flow import load_flow
+from ivr.http import FlowHttpClient
+from ivr.nodes import Flow
 from ivr.prompts import PromptCache
-from voice.audio import read_wav, resample, write_wav
+from voice import tones
+from voice.audio import Audio, read_wav, resample, write_wav
 from voice.engine import Engine
 from voice.exceptions import EngineError
 
 from .api import ApiContext, create_app
-from .calls import CallService
+from .calls import CallService, IvrOptions
 from .exceptions import StartupError
+from .flow_directory import FlowDirectory
+from .recognizer import open_recognizer
 from .recovery import recover
 from .settings import Settings, check_data_dir
 from .storage.db import Database
+from .storage.flows import VoicemailRepo
 from .storage.repos import CallRepo, EventRepo, UserRepo
 
 log = logging.getLogger("callcenter.server")
@@ -65,32 +71,56 @@ def _bind_http(host: str, port: int) -> socket.socket:
     return sock
 
 
+def write_tones(prompts: PromptCache, rate: int) -> None:
+    """The beep before a voicemail and the tone played when a prompt cannot be rendered."""
+    prompts.directory.mkdir(parents=True, exist_ok=True)
+    write_wav(prompts.beep_path, Audio(tones.beep(rate=rate), rate))
+    write_wav(prompts.fallback_path, Audio(tones.fallback_tone(rate=rate), rate))
+
+
+def static_prompts(flows: list[Flow]) -> list[tuple[str, str, str | None, int | None]]:
+    """The TTS prompts of ``flows`` that hold no {variable}: rendered before the first call."""
+    out = []
+    for flow in flows:
+        for p in flow.prompts():
+            if p.say and "{" not in p.say:
+                out.append((p.say, p.language or flow.language, p.voice or flow.voice, p.rate))
+    return out
+
+
 async def serve(settings: Settings) -> int:
     data_dir = check_data_dir(settings.data_dir)
-    if settings.flow is None:
-        raise StartupError("no IVR flow configured: set [ivr] flow in the config file")
-    try:
-        flow = load_flow(settings.flow)
-    except FlowError as exc:
-        raise StartupError(f"flow {exc}") from None
+    default_flow = None
+    if settings.default_flow is not None:
+        try:
+            default_flow = load_flow(settings.default_flow)
+        except FlowError as exc:
+            raise StartupError(f"default flow {exc}") from None
 
     db = await Database.open(data_dir)
     try:
-        return await _serve(settings, data_dir, db, flow)
+        return await _serve(settings, data_dir, db, default_flow)
     finally:
         await db.close()
 
 
-async def _serve(settings: Settings, data_dir: Path, db: Database, flow: Flow) -> int:
+async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow: Flow | None) -> int:
     calls, events, users = CallRepo(db), EventRepo(db), UserRepo(db)
     stale = await recover(calls, events, data_dir)  # a previous run killed during calls
     if stale:
         log.warning("closed calls left open by a previous run", extra={"count": stale})
 
-    prompts = PromptCache(data_dir / "prompts", settings.engine.clock_rate, convert_prompt,
-                          settings.prompt_voice, settings.prompt_wpm)
+    directory = FlowDirectory(db)
+    await directory.set_default(default_flow)
+    rate = settings.engine.clock_rate
+    prompts = PromptCache(settings.prompt_cache or data_dir / "prompts", rate, convert_prompt,
+                          settings.prompt_voice, settings.prompt_wpm,
+                          voices=settings.prompt_voices)
+    write_tones(prompts, rate)
+    flows = [r.flow for r in {id(r): r for r in [directory.default, *map(directory.resolve, directory.numbers)]
+                              if r is not None}.values()]
     try:
-        await prompts.render_all(flow.prompts())
+        await prompts.render_all(static_prompts(flows))
     except IvrError as exc:
         raise StartupError(str(exc)) from None
 
@@ -102,8 +132,15 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, flow: Flow) -
         http_sock.close()
         raise StartupError(str(exc)) from None
 
-    service = CallService(engine, calls, events, flow, prompts, data_dir)
-    app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active))
+    http_client = FlowHttpClient()
+    recognizer = open_recognizer(settings)
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
+    options = IvrOptions(transfer_allow=settings.transfer_allow, inband_dtmf=settings.inband_dtmf, clock_rate=rate,
+                         server_url=f"http://{host}:{settings.http_port}")
+    service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
+                          data_dir, options)
+    app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active,
+                                db=db, flows=directory), demo_crm=settings.demo_crm)
     http = _Uvicorn(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
 
     stop = asyncio.Event()
@@ -111,10 +148,12 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, flow: Flow) -
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     dispatcher = asyncio.create_task(service.run(), name="call-dispatch")
+    refresher = asyncio.create_task(directory.run(), name="flow-refresh")
     http_task = asyncio.create_task(http.serve(sockets=[http_sock]), name="http")
     log.info("serving", extra={
         "sip": f"{settings.engine.host}:{settings.engine.sip_port}/{'+'.join(settings.engine.transports)}",
-        "http": f"{settings.http_host}:{settings.http_port}", "flow": flow.name, "data_dir": str(data_dir),
+        "http": f"{settings.http_host}:{settings.http_port}", "numbers": len(directory.numbers),
+        "default_flow": default_flow.name if default_flow else "-", "data_dir": str(data_dir),
     })
     stop_task = asyncio.create_task(stop.wait(), name="wait-for-signal")
     try:
@@ -124,10 +163,14 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, flow: Flow) -
         log.info("shutting down", extra={"active_calls": service.active})
         service.stopping = True
         await engine.stop()          # hangs up, finalizes recordings, libDestroy on its thread
-        dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
+        for task in (dispatcher, refresher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await service.drain()        # write the final call rows
+        if recognizer is not None:
+            await recognizer.aclose()
+        await http_client.aclose()
         http.should_exit = True
         await http_task
         http_sock.close()

@@ -21,9 +21,16 @@ class Settings:
     data_dir: Path = Path("data")
     http_host: str = "0.0.0.0"
     http_port: int = 8080
-    flow: Path | None = None
+    default_flow: Path | None = None   # for numbers with no flow deployed (None: they get 404)
+    transfer_allow: tuple[str, ...] = ()  # glob patterns of SIP URIs a transfer node may reach
+    inband_dtmf: str = "auto"          # auto (when no telephone-event), always, off
+    demo_crm: bool = False             # serve the demo flow's stand-in CRM at /demo/crm
     prompt_voice: str = ""
     prompt_wpm: int = 160
+    prompt_cache: Path | None = None   # None: <data_dir>/prompts
+    prompt_voices: dict[str, str] = field(default_factory=lambda: {"en": "", "zh": "cmn"})
+    asr_engine: str = "pocketsphinx"
+    vosk_model: Path | None = None
     log_level: str = "info"
     engine: EngineConfig = field(default_factory=EngineConfig)
     config_file: Path | None = None
@@ -35,8 +42,9 @@ _KNOWN = {
             "public_address", "user_agent", "pjsip_log_level", "media_timeout_s", "rtp_timeout_s",
             "max_call_duration_s", "session_timer", "session_expires_s", "max_calls_per_source",
             "max_new_calls_per_source_per_s", "trusted_peers", "retry_after_s"},
-    "ivr": {"flow"},
-    "prompts": {"voice", "words_per_minute"},
+    "ivr": {"flow", "default_flow", "transfer_allow", "inband_dtmf", "demo_crm"},
+    "prompts": {"voice", "words_per_minute", "voices", "cache_dir"},
+    "asr": {"engine", "vosk_model"},
     "log": {"level"},
 }
 
@@ -86,7 +94,7 @@ def load_settings(config: Path | None) -> Settings:
             raise ConfigError(f"config file {config}: unknown key [{table}] {sorted(unknown)[0]}")
     base = config.parent
     srv, sip, ivr = data.get("server", {}), data.get("sip", {}), data.get("ivr", {})
-    prompts, logt = data.get("prompts", {}), data.get("log", {})
+    prompts, logt, asr = data.get("prompts", {}), data.get("log", {}), data.get("asr", {})
 
     def path(table: str, key: str, raw: Any) -> Path:
         p = Path(os.path.expanduser(_typed(table, key, raw, str)))
@@ -131,13 +139,38 @@ def load_settings(config: Path | None) -> Settings:
         raise ConfigError(f"[sip] clock_rate = {eng.clock_rate}: use 8000, 16000, 32000 or 48000")
     if not 1 <= eng.max_calls <= 512:
         raise ConfigError(f"[sip] max_calls = {eng.max_calls}: the engine is built for 1..512")
+    flow_key = "default_flow" if "default_flow" in ivr else "flow"  # `flow` is the old name
+    inband = _typed("ivr", "inband_dtmf", ivr.get("inband_dtmf", "auto"), str)
+    if inband not in ("auto", "always", "off"):
+        raise ConfigError(f"[ivr] inband_dtmf = {inband!r}: use auto, always or off")
+    allow = _typed("ivr", "transfer_allow", ivr.get("transfer_allow", []), list)
+    for pattern in allow:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"[ivr] transfer_allow: {pattern!r} is not a SIP URI pattern "
+                              "(e.g. \"sip:*@pbx.example.com\")")
+    voices = _typed("prompts", "voices", prompts.get("voices", {}), dict)
+    for lang, name in voices.items():
+        _typed("prompts", f"voices.{lang}", name, str)
+    engine_name = _typed("asr", "engine", asr.get("engine", "pocketsphinx"), str)
+    if engine_name not in ("pocketsphinx", "vosk"):
+        raise ConfigError(f"[asr] engine = {engine_name!r}: use pocketsphinx or vosk")
+    vosk_model = path("asr", "vosk_model", asr["vosk_model"]) if asr.get("vosk_model") else None
+    if engine_name == "vosk" and vosk_model is None:
+        raise ConfigError("[asr] engine = \"vosk\" needs vosk_model, the folder of an installed vosk model")
     return Settings(
         data_dir=path("server", "data_dir", srv["data_dir"]) if "data_dir" in srv else Path("data"),
         http_host=eng.host,
         http_port=_typed("server", "http_port", srv.get("http_port", 8080), int),
-        flow=path("ivr", "flow", ivr["flow"]) if "flow" in ivr else None,
+        default_flow=path("ivr", flow_key, ivr[flow_key]) if ivr.get(flow_key) else None,
+        transfer_allow=tuple(p.strip() for p in allow),
+        inband_dtmf=inband,
+        demo_crm=_typed("ivr", "demo_crm", ivr.get("demo_crm", False), bool),
         prompt_voice=_typed("prompts", "voice", prompts.get("voice", ""), str),
         prompt_wpm=_typed("prompts", "words_per_minute", prompts.get("words_per_minute", 160), int),
+        prompt_voices={"en": "", "zh": "cmn", **voices},
+        prompt_cache=path("prompts", "cache_dir", prompts["cache_dir"]) if prompts.get("cache_dir") else None,
+        asr_engine=engine_name,
+        vosk_model=vosk_model,
         log_level=_typed("log", "level", logt.get("level", "info"), str),
         engine=eng,
         config_file=config,

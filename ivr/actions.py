@@ -134,6 +134,10 @@ class Trace:
     ``event`` is one of NODE (``node``), KEY (``digit``, ``source``; masked "*" when sensitive),
     SPEECH (``phrase``, ``confidence``), VAR (``name``, ``value``; masked when sensitive),
     HTTP (``url``, ``status``, ``error``), TIMEOUT, NOMATCH, ERROR (``message``).
+    Also: QUEUE (``queue``, ``outcome``), TRANSFER (``target``, ``ok``, ``reason``), VOICEMAIL
+    (``mailbox``, ``seconds``); NODE carries ``flow`` and ``from`` (the node that led here, None
+    at a flow's start or the error target), TIMEOUT / NOMATCH ``attempt`` (and ``input``, masked
+    when sensitive), ERROR ``version``.
     """
 
     event: str
@@ -147,7 +151,7 @@ class EndCall:
     """The flow ended the call (a hangup node, or a node with nowhere to go)."""
 
     node: str
-    reason: str = "flow_end"          # flow_end | no_input | error
+    reason: str = "flow_end"          # flow_end | no_input | error | no_agents | transfer_failed
     type: Literal["end_call"] = "end_call"
 
 

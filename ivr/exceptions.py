@@ -1,11 +1,18 @@
 """Errors raised by ivr/.
 
 IvrError
-├── FlowError        a flow file is unreadable or invalid (carries file and line)
+├── FlowError        a flow file is unreadable or invalid (carries file, line and severity)
+├── TemplateError    a ``{variable}`` template is malformed (carries the column)
+├── ExpressionError  a branch condition is malformed (carries the column)
+├── HoursError       a weekly business-hours table is malformed (carries the offending day key)
 └── PromptError      a prompt could not be rendered to audio
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+Severity = Literal["error", "warning"]
 
 
 class IvrError(Exception):
@@ -13,13 +20,43 @@ class IvrError(Exception):
 
 
 class FlowError(IvrError):
-    """A flow file is unreadable or invalid. ``str()`` gives ``file:line: message``."""
+    """A flow file is unreadable or invalid. ``str()`` gives ``file:line: message``.
 
-    def __init__(self, file: str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{line}: {message}")
+    ``severity`` is "error" (the flow is refused) or "warning" (it loads, but something looks wrong);
+    a warning prints as ``file:line: warning: message``, the form compilers and editors recognise.
+    """
+
+    def __init__(self, file: str, line: int, message: str, severity: Severity = "error") -> None:
+        prefix = "warning: " if severity == "warning" else ""
+        super().__init__(f"{file}:{line}: {prefix}{message}")
         self.file = file
         self.line = line
         self.message = message
+        self.severity: Severity = severity
+
+
+class _ColumnError(IvrError):
+    def __init__(self, message: str, column: int) -> None:
+        super().__init__(f"{message} (column {column})")
+        self.message = message
+        self.column = column          # 1-based, in the template or expression text
+
+
+class TemplateError(_ColumnError):
+    """A template is malformed: an unclosed ``{``, a lone ``}``, or a placeholder that is not a name."""
+
+
+class ExpressionError(_ColumnError):
+    """A condition does not parse (or names a bad regular expression); ``column`` points at the problem."""
+
+
+class HoursError(IvrError, ValueError):
+    """A weekly schedule is malformed; ``key`` is the day key (e.g. "mon-fri") whose entry is wrong."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
 
 
 class PromptError(IvrError):

@@ -22,6 +22,7 @@ BUILTIN_VARIABLES: dict[str, VarType] = {
     "dialled_number": "string",   # the Request-URI's user part
     "language": "string",         # the prompt language in use: the flow's default until a set node changes it
     "last_input": "string",       # the last key or phrase an input node accepted (masked if sensitive)
+    "server_url": "string",       # this server's own HTTP address, e.g. http://127.0.0.1:8080
 }
 
 
@@ -253,8 +254,10 @@ class Flow:
     def targets(self, node: Node) -> list[str]:
         """Every node id ``node`` can lead to (for validation and coverage)."""
         out: list[str | None] = []
-        for name in ("next", "otherwise", "no_agents", "error", "target"):
+        for name in ("next", "otherwise", "no_agents", "error"):
             out.append(getattr(node, name, None))
+        if isinstance(node, GotoNode):  # (a transfer node's target is a SIP URI, not a node)
+            out.append(node.target)
         if isinstance(node, MenuNode | SpeechNode):
             out += list(node.options.values())
         if isinstance(node, SpeechNode):

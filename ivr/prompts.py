@@ -11,8 +11,9 @@ import argparse
 import asyncio
 import hashlib
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,12 @@ Converter = Callable[[Path, Path, int], None]
 
 
 class PromptCache:
+    """Rendered prompts and converted audio files, cached under ``directory``.
+
+    ``voices`` maps a language ("en", "zh") to an espeak-ng voice; a prompt's own voice wins.
+    ``fallback_path`` and ``beep_path`` are tones the composition root writes at start-up.
+    """
+
     def __init__(
         self,
         directory: Path,
@@ -32,29 +39,74 @@ class PromptCache:
         convert: Converter,
         voice: str = "",
         words_per_minute: int = 160,
+        voices: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.clock_rate = clock_rate
         self.voice = voice
         self.words_per_minute = words_per_minute
+        self.voices = dict(voices or {})
+        self.fallback_path = directory / "fallback-tone.wav"
+        self.beep_path = directory / "beep.wav"
         self._convert = convert
         self._pending: dict[Path, asyncio.Future[Path]] = {}
 
-    def path_for(self, text: str) -> Path:
-        key = f"espeak|{self.voice}|{self.words_per_minute}|{self.clock_rate}|{text}"
+    def voice_for(self, language: str = "", voice: str | None = None) -> str:
+        if voice:
+            return voice
+        return self.voices.get(language, self.voice if language in ("", "en") else language)
+
+    def path_for(self, text: str, voice: str | None = None, rate: int | None = None) -> Path:
+        v = self.voice if voice is None else voice
+        key = f"espeak|{v}|{rate or self.words_per_minute}|{self.clock_rate}|{text}"
         return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.wav"
 
-    async def render(self, text: str) -> Path:
+    async def render(self, text: str, language: str = "", voice: str | None = None, rate: int | None = None) -> Path:
         """Return the cached WAV for ``text``, rendering it first if needed (concurrent-safe)."""
-        path = self.path_for(text)
-        if path.exists():
+        v = self.voice_for(language, voice)
+        wpm = rate or self.words_per_minute
+        path = self.path_for(text, v, wpm)
+        return await self._once(path, lambda: self._render(text, path, v, wpm))
+
+    async def audio(self, src: Path) -> Path:
+        """An operator's WAV converted to the engine's rate, once (keyed by path, size and mtime)."""
+        path = self._audio_path(src)
+
+        async def convert() -> None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.part.wav")
+            try:
+                await asyncio.to_thread(self._convert, src, tmp, self.clock_rate)
+                tmp.replace(path)
+            except Exception as exc:
+                tmp.unlink(missing_ok=True)
+                raise PromptError(f"audio file {src} cannot be played: {exc}") from None
+
+        return await self._once(path, convert)
+
+    def _audio_path(self, src: Path) -> Path:
+        try:
+            st = src.stat()
+        except OSError as exc:
+            raise PromptError(f"audio file {src}: {exc.strerror or exc}") from None
+        key = f"file|{src.resolve()}|{st.st_size}|{st.st_mtime_ns}|{self.clock_rate}"
+        return self.directory / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.wav"
+
+    def fallback(self) -> Path:
+        return self.fallback_path
+
+    def beep(self) -> Path:
+        return self.beep_path
+
+    async def _once(self, path: Path, make: Callable[[], Awaitable[None]]) -> Path:
+        if _exists(path):
             return path
         if path in self._pending:
             return await asyncio.shield(self._pending[path])
         fut: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._pending[path] = fut
         try:
-            await self._render(text, path)
+            await make()
             fut.set_result(path)
         except BaseException as exc:
             fut.set_exception(exc)
@@ -64,22 +116,23 @@ class PromptCache:
             del self._pending[path]
         return path
 
-    async def render_all(self, texts: Iterable[str]) -> list[Path]:
-        todo = list(dict.fromkeys(texts))
+    async def render_all(self, prompts: Iterable[str | tuple[str, str, str | None, int | None]]) -> list[Path]:
+        """Render ahead of calls: texts, or (text, language, voice, rate) tuples."""
+        todo = list(dict.fromkeys((p, "", None, None) if isinstance(p, str) else p for p in prompts))
         out = []
-        for i, text in enumerate(todo, 1):
-            fresh = not self.path_for(text).exists()
-            out.append(await self.render(text))
+        for i, (text, language, voice, rate) in enumerate(todo, 1):
+            fresh = not self.path_for(text, self.voice_for(language, voice), rate or self.words_per_minute).exists()
+            out.append(await self.render(text, language, voice, rate))
             if fresh:
                 log.info("prompt rendered %d/%d: %s", i, len(todo), out[-1].name)
         return out
 
-    async def _render(self, text: str, path: Path) -> None:
+    async def _render(self, text: str, path: Path, voice: str, wpm: int) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        raw = path.with_suffix(".tts.wav")
-        cmd = [sys.executable, "-m", "ivr.prompts", "--out", str(raw), "--wpm", str(self.words_per_minute)]
-        if self.voice:
-            cmd += ["--voice", self.voice]
+        raw = path.with_suffix(f".{os.getpid()}.tts.wav")
+        cmd = [sys.executable, "-m", "ivr.prompts", "--out", str(raw), "--wpm", str(wpm)]
+        if voice:
+            cmd += ["--voice", voice]
         proc = await asyncio.create_subprocess_exec(
             *cmd, text, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
@@ -88,10 +141,17 @@ class PromptCache:
             raw.unlink(missing_ok=True)
             detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no audio produced"]
             raise PromptError(f"text-to-speech failed for {text[:40]!r}: {detail[0]}")
-        try:
-            await asyncio.to_thread(self._convert, raw, path, self.clock_rate)
+        part = path.with_suffix(f".{os.getpid()}.part.wav")  # renamed into place: a cache shared by
+        try:                                                   # several servers never shows half a file
+            await asyncio.to_thread(self._convert, raw, part, self.clock_rate)
+            part.replace(path)
         finally:
             raw.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
 
 
 def _speak_to_file(text: str, out: str, wpm: int, voice: str) -> None:

@@ -9,7 +9,12 @@ pjsua gave the same call slot. Call objects are dropped only after pjsua has let
 
 Nothing dials out by itself: a REFER is refused (403), an INVITE with Replaces too, and the SIP
 guard (native/pjsua2/guard/) answers every request outside a dialog that is not a call or a
-keep-alive, itself, with a response to its source.
+keep-alive, itself, with a response to its source. The engine's own REFER (``transfer``, a
+blind transfer the application decided on) is the only way a call leaves.
+
+Keys: RFC 4733 telephone-events and SIP INFO (the guard normalizes INFO bodies so pjsua answers
+200 and reports them) arrive as ``DtmfReceived``; whether the far end offered telephone-event
+at all is ``MediaReady.telephone_event`` (if not, the application detects keys in-band).
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ import functools
 import ipaddress
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pjsua2 as pj
 
@@ -33,13 +39,16 @@ from .events import (
     CallAnswered,
     CallEnded,
     CallHeld,
+    DtmfReceived,
     EngineEvent,
     IncomingCall,
     MediaReady,
     PlaybackDone,
+    TransferDone,
     TransferRefused,
 )
 from .exceptions import CallGone, EngineError
+from .identity import caller_identity
 from .liveness import Watchdog
 from .media import CallMedia
 from .pj_log import PjLogWriter
@@ -56,6 +65,13 @@ _SUMMARY_S = 10.0  # the guard's refusals and suppressed log lines: one summary 
 _MAX_REFER_LOGS = 3  # per call
 _MAX_HOLD_LOGS = 10  # per call
 _TRIM_WINDOW_S = 45.0  # trim while calls ended this recently (pjsip frees a call's last 32 s after it)
+_DIGITS = frozenset("0123456789*#ABCD")
+_DTMF_SOURCES: dict[int, Literal["rfc4733", "info"]] = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc4733",
+                                                        pj.PJSUA_DTMF_METHOD_SIP_INFO: "info"}
+_DTMF_METHODS = {"rfc4733": pj.PJSUA_DTMF_METHOD_RFC2833, "info": pj.PJSUA_DTMF_METHOD_SIP_INFO}
+_SEND_DIGITS = re.compile(r"[0-9*#A-D]{1,64}")
+_TRANSFER_URI = re.compile(r"(?i:sips?|tel):[!-~]{1,500}")  # printable ASCII: no space, no CR/LF
+_MAX_DTMF_LOGS = 3  # per call: keys outside 0-9 * # A-D
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -271,9 +287,12 @@ class EngineCore:
         try:
             ci = call.getInfo()
             call.sip_call_id = ci.callIdString
+            ident = caller_identity(prm.rdata.wholeMsg, ci.remoteUri, ci.localUri)
             event = IncomingCall(call=call.cid, sip_call_id=clean(ci.callIdString, 256),
                                  caller=clean(ci.remoteUri), callee=clean(ci.localUri),
-                                 remote_address=clean(str(prm.rdata.srcAddress), 64))
+                                 remote_address=clean(str(prm.rdata.srcAddress), 64),
+                                 caller_number=ident.number, caller_name=ident.name,
+                                 dialled_number=ident.dialled)
         except Exception:
             log.exception("incoming call unreadable", extra={"call": call.cid})
             self._hangup(call, 500)
@@ -309,7 +328,8 @@ class EngineCore:
             except pj.Error:
                 call.codec = ""
             self.watchdog.media_started(call.liveness, now)
-            self.post(MediaReady(call=call.cid, codec=call.codec))
+            call.telephone_event = pj.remoteTelephoneEvent(call.handle, mi.index) != 0  # unknown: assume so
+            self.post(MediaReady(call=call.cid, codec=call.codec, telephone_event=call.telephone_event))
         elif call.media_started and held != call.held:
             self.watchdog.set_held(call.liveness, held, now)
             call.hold_changes += 1
@@ -325,12 +345,36 @@ class EngineCore:
             log.warning("REFER refused", extra={"call": call.cid, "target": clean(target, 200)})
             self.post(TransferRefused(call=call.cid, target=clean(target, 200)))
 
+    def on_dtmf(self, call: pj_objects.Call, digit: str, method: int) -> None:
+        if call.ended:
+            return
+        key = digit.strip().upper()
+        source = _DTMF_SOURCES.get(method)
+        if key not in _DIGITS or source is None:
+            call.bad_keys += 1
+            if call.bad_keys <= _MAX_DTMF_LOGS:
+                log.info("DTMF key ignored", extra={"call": call.cid, "digit": clean(digit, 16), "method": method})
+            return
+        self.post(DtmfReceived(call=call.cid, digit=key, source=source))
+
+    def on_transfer_status(self, call: pj_objects.Call, code: int, reason: str, final: bool) -> bool:
+        """A REFER we sent progressed; True to hear more. The first final status settles it."""
+        if not call.transferring:
+            return False
+        if code < 200 and not final:
+            return True
+        call.transferring = False
+        ok = 200 <= code < 300
+        log.info("transfer %s", "done" if ok else "failed", extra={"call": call.cid, "status": code})
+        self.post(TransferDone(call=call.cid, ok=ok, status=code, reason=clean(reason, 200)))
+        return False
+
     def on_player_eof(self, call: int, playback: int) -> None:
         """Called on pjmedia's event thread, not the engine thread: only queue the news."""
         self.media.eofs.put((call, playback))
 
-    def _playback_done(self, call: int, playback: int) -> None:
-        self.post(PlaybackDone(call=call, playback=playback))
+    def _playback_done(self, call: int, playback: int, stopped: bool) -> None:
+        self.post(PlaybackDone(call=call, playback=playback, stopped=stopped))
 
     def on_call_disconnected(self, call: pj_objects.Call, code: int, reason: str) -> None:
         self._close_call(call, code, reason)
@@ -399,8 +443,38 @@ class EngineCore:
     def play(self, cid: int, path: str) -> int:
         return self.media.play(self.call(cid), path)
 
+    def stop_playback(self, cid: int, playback: int) -> bool:
+        return self.media.stop_playback(self.call(cid), playback)
+
     def record(self, cid: int, path: str) -> None:
         self.media.record(self.call(cid), path)
+
+    def stop_recording(self, cid: int, path: str) -> float:
+        return self.media.stop_recording(self.call(cid), path)
+
+    def set_recording_paused(self, cid: int, paused: bool) -> bool:
+        return self.media.set_recording_paused(self.call(cid), paused)
+
+    def transfer(self, cid: int, uri: str) -> None:
+        call = self.call(cid)
+        if not _TRANSFER_URI.fullmatch(uri):
+            raise EngineError(f"not a SIP or tel URI to transfer to: {clean(uri, 120)!r}")
+        if call.transferring:
+            raise EngineError(f"call {cid} is being transferred already")
+        call.xfer(uri, pj.CallOpParam(True))
+        call.transferring = True
+        log.info("transfer requested", extra={"call": cid, "target": clean(uri, 200)})
+
+    def send_dtmf(self, cid: int, digits: str, method: str) -> None:
+        call = self.call(cid)
+        if method not in _DTMF_METHODS:
+            raise EngineError(f"unknown DTMF method {method!r} (rfc4733 or info)")
+        if not _SEND_DIGITS.fullmatch(digits):
+            raise EngineError(f"DTMF digits must be 1-64 of 0-9 * # A-D, not {clean(digits, 80)!r}")
+        prm = pj.CallSendDtmfParam()
+        prm.method = _DTMF_METHODS[method]
+        prm.digits = digits
+        call.sendDtmf(prm)
 
     def open_tap(self, cid: int, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
         return self.media.open_tap(self.call(cid), buffer_ms, listen, speak)

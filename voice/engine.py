@@ -148,10 +148,47 @@ class Engine:
         await self._submit(self._core.hangup, call, code)
 
     async def play(self, call: int, path: str) -> int:
+        """Play a WAV to the call; the playback's id. Exactly one ``PlaybackDone`` follows."""
         return await self._submit(self._core.play, call, path)
 
+    async def stop_playback(self, call: int, playback: int) -> bool:
+        """Stop a playback now (barge-in). True if it was playing: its ``PlaybackDone``
+        (``stopped=True``) follows. False if it had ended already (its PlaybackDone is out)."""
+        return await self._submit(self._core.stop_playback, call, playback)
+
     async def record(self, call: int, path: str) -> None:
+        """Record what the call says into a WAV at ``path``. The first recording is the call's
+        own (final when ``CallEnded`` arrives, listed in its ``recordings``); more can run at
+        once (a voicemail), each ended by ``stop_recording`` or by the call's end."""
         await self._submit(self._core.record, call, path)
+
+    async def stop_recording(self, call: int, path: str) -> float:
+        """Close the recording into ``path`` now; its length in seconds. The file is final when
+        this returns, and is no longer listed in ``CallEnded.recordings``."""
+        return await self._submit(self._core.stop_recording, call, path)
+
+    async def pause_recording(self, call: int) -> bool:
+        """From now on every recording of the call records silence (real time goes on: the
+        pause is a stretch of zeros), including recordings started while paused; taps still
+        hear the caller. False if it was paused already."""
+        return await self._submit(self._core.set_recording_paused, call, True)
+
+    async def resume_recording(self, call: int) -> bool:
+        """Record the caller again; False if it was not paused."""
+        return await self._submit(self._core.set_recording_paused, call, False)
+
+    async def transfer(self, call: int, uri: str) -> None:
+        """Blind transfer: send the caller a REFER to ``uri`` (sip:, sips: or tel:). The
+        outcome arrives as ``TransferDone`` (its rejection of the REFER, or the status of the
+        call it placed); the call stays up meanwhile, and after a successful transfer it is
+        the application's to hang up. Whether ``uri`` is allowed is the application's
+        decision. Raises EngineError for a malformed URI or while a transfer is pending."""
+        await self._submit(self._core.transfer, call, uri)
+
+    async def send_dtmf(self, call: int, digits: str, method: str = "rfc4733") -> None:
+        """Send keys (1-64 of 0-9 * # A-D) to the far end: ``rfc4733`` telephone-events (the
+        far end must have offered them) or ``info`` (SIP INFO, application/dtmf-relay)."""
+        await self._submit(self._core.send_dtmf, call, digits, method)
 
     async def open_tap(
         self,

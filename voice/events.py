@@ -15,11 +15,19 @@ from typing import Literal
 
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
+    """A new INVITE. ``caller``/``callee`` are the raw From/To URIs; the identity fields are
+    parsed (voice/identity.py): ``caller_number`` and ``caller_name`` from P-Asserted-Identity
+    when the INVITE has one, else from From; ``dialled_number`` is the Request-URI's user part.
+    Each is "" when absent."""
+
     call: int
     sip_call_id: str
     caller: str
     callee: str
     remote_address: str
+    caller_number: str = ""
+    caller_name: str = ""
+    dialled_number: str = ""
     type: Literal["incoming_call"] = "incoming_call"
 
 
@@ -37,6 +45,9 @@ class MediaReady:
 
     call: int
     codec: str
+    # The far end's SDP offers RFC 4733 telephone-event: keys arrive as DtmfReceived without
+    # in-band detection. False when it does not (or it could not be told): detect in-band.
+    telephone_event: bool = True
     type: Literal["media_ready"] = "media_ready"
 
 
@@ -62,9 +73,40 @@ class TransferRefused:
 
 @dataclass(frozen=True, slots=True)
 class PlaybackDone:
+    """A playback ended: exactly one per ``Engine.play``, whether it reached its end, was past
+    its deadline, or was stopped (``stopped``: ``Engine.stop_playback``). None once the call
+    has ended (CallEnded covers its playbacks)."""
+
     call: int
     playback: int
+    stopped: bool = False
     type: Literal["playback_done"] = "playback_done"
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    """A key the caller pressed: ``digit`` is one of 0-9 * # A-D. ``source``: an RFC 4733
+    telephone-event in the RTP stream, or a SIP INFO (application/dtmf-relay or
+    application/dtmf). In-band tones are detected by the application from a tap."""
+
+    call: int
+    digit: str
+    source: Literal["rfc4733", "info"] = "rfc4733"
+    type: Literal["dtmf_received"] = "dtmf_received"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDone:
+    """The outcome of ``Engine.transfer`` (a REFER we sent): ``ok`` when the far end reported
+    a 2xx for the call it placed to the target (the final NOTIFY's sipfrag), else the REFER's
+    own rejection or the target's failure. ``status`` is that SIP status code, ``reason`` its
+    text. Once per transfer; none if the call ends first."""
+
+    call: int
+    ok: bool
+    status: int
+    reason: str = ""
+    type: Literal["transfer_done"] = "transfer_done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,4 +124,7 @@ class CallEnded:
     type: Literal["call_ended"] = "call_ended"
 
 
-EngineEvent = IncomingCall | CallAnswered | MediaReady | CallHeld | TransferRefused | PlaybackDone | CallEnded
+EngineEvent = (
+    IncomingCall | CallAnswered | MediaReady | CallHeld | TransferRefused | PlaybackDone | DtmfReceived
+    | TransferDone | CallEnded
+)

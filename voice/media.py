@@ -7,7 +7,14 @@ connection of the old port. ``rewire`` connects players, the recording port and 
 new port after each media change, so a hold and resume never silences a prompt or a recording.
 A player that nothing clocks (while the call has no port) never reaches its end, and pjmedia's
 end-of-file event can be lost under load: each playback also has a deadline (its length plus
-``EOF_SLACK_S``) after which it is finished anyway.
+``EOF_SLACK_S``) after which it is finished anyway, and ``stop_playback`` ends one at once
+(barge-in): whichever comes first reports it, so each playback gets exactly one PlaybackDone.
+
+Recording pauses (sensitive input): the call's own port (a ``MediaTap``) records silence while
+its native pause flag is set, frame for frame, while a tap reading the same port still gets the
+caller's audio; a further recording (an ``AudioMediaRecorder``, e.g. a voicemail) is muted at
+its bridge input (pjsua2's ``adjustRxLevel(0)``: the bridge sends it zeros, still every tick).
+Both keep real time, so a pause is a stretch of zeros in the file. Taps are never paused.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import heapq
 import logging
 import queue
 import time
+import wave
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +42,7 @@ class CallMedia:
     """Players, recorders and taps of every call (engine thread only)."""
 
     def __init__(self, hooks: Hooks, clock_rate: int, retire: Callable[[Any], None],
-                 playback_done: Callable[[int, int], None]) -> None:
+                 playback_done: Callable[[int, int, bool], None]) -> None:
         self._hooks = hooks
         self.clock_rate = clock_rate
         self._retire = retire  # objects to drop after the current callback returns
@@ -115,11 +123,25 @@ class CallMedia:
                 log.debug("playback finished by its deadline", extra={"call": cid, "playback": playback})
                 self._done(call, playback)
 
-    def _done(self, call: Call | None, playback: int) -> None:
+    def stop_playback(self, call: Call, playback: int) -> bool:
+        """Stop a playback now (barge-in); False if it had already ended (its PlaybackDone is
+        out or on its way). Otherwise its PlaybackDone (``stopped=True``) follows."""
+        player = call.players.get(playback)
+        if player is None:
+            return False
+        if call.audio is not None:
+            try:
+                player.stopTransmit(call.audio)  # silent from this tick on
+            except pj.Error:
+                pass  # the port left the bridge already (a media change): dropping it suffices
+        self._done(call, playback, stopped=True)
+        return True
+
+    def _done(self, call: Call | None, playback: int, stopped: bool = False) -> None:
         player = call.players.pop(playback, None) if call is not None else None
         if call is not None and player is not None:
             self._retire(player)
-            self._playback_done(call.cid, playback)
+            self._playback_done(call.cid, playback, stopped)
 
     # -- recordings -------------------------------------------------------------------------------
     def record(self, call: Call, path: str) -> None:
@@ -128,18 +150,52 @@ class CallMedia:
         if call.port is None:  # the call's own port records it; a tap may read it later
             port = pj.MediaTap()
             port.createPort(self.clock_rate, TAP_FRAME_MS)
+            if call.recording_paused:
+                port.pauseRecording(True)
             call.port = port
             if call.audio is not None:
                 call.audio.startTransmit(port)
+        if path == call.port_recording or path in call.recorders:
+            raise EngineError(f"call {call.cid} already records into {path}")
         if not call.port_recording:
-            call.port.startRecording(path)
+            call.port.startRecording(path)  # (the port's pause flag, if set, applies to it)
             call.port_recording = path
             return
         rec = pj.AudioMediaRecorder()  # a second recording of the same call
         rec.createRecorder(path)
+        if call.recording_paused:
+            rec.adjustRxLevel(0.0)
         if call.audio is not None:
             call.audio.startTransmit(rec)
         call.recorders[path] = rec
+
+    def stop_recording(self, call: Call, path: str) -> float:
+        """Close the recording into ``path`` now (its WAV is final when this returns); its seconds."""
+        if path == call.port_recording:
+            call.port.stopRecording()  # the port stays: taps may read it
+            call.port_recording = ""
+        else:
+            rec = call.recorders.pop(path, None)
+            if rec is None:
+                raise EngineError(f"call {call.cid} has no recording {path}")
+            if call.audio is not None:
+                try:
+                    call.audio.stopTransmit(rec)
+                except pj.Error:
+                    pass
+            del rec  # the last reference: its destructor writes the WAV header's sizes now
+        return _wav_seconds(path)
+
+    def set_recording_paused(self, call: Call, paused: bool) -> bool:
+        """Pause (record silence) or resume every recording of ``call``; False if already so."""
+        if call.recording_paused == paused:
+            return False
+        call.recording_paused = paused
+        if call.port is not None:
+            call.port.pauseRecording(paused)
+        for rec in call.recorders.values():
+            rec.adjustRxLevel(0.0 if paused else 1.0)  # pjsua2's name for the bridge's level into it
+        return True
 
     # -- taps -------------------------------------------------------------------------------------
     def open_tap(self, call: Call, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
@@ -175,3 +231,11 @@ class CallMedia:
                 tap.close()  # leaves the bridge now; the pump then reports the end
                 return True
         return False
+
+
+def _wav_seconds(path: str) -> float:
+    try:
+        with wave.open(path, "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise EngineError(f"recording {path} is unreadable: {exc}") from None

@@ -34,6 +34,8 @@ class Hooks(Protocol):
     def on_call_disconnected(self, call: Call, code: int, reason: str) -> None: ...
     def on_media_state(self, call: Call) -> None: ...
     def on_refer(self, call: Call, target: str) -> None: ...
+    def on_dtmf(self, call: Call, digit: str, method: int) -> None: ...
+    def on_transfer_status(self, call: Call, code: int, reason: str, final: bool) -> bool: ...
     def on_player_eof(self, call: int, playback: int) -> None: ...
 
 
@@ -91,6 +93,10 @@ class Call(pj.Call):
         self.end_reason = ""
         self.refers = 0
         self.hold_changes = 0
+        self.telephone_event = True  # the far end's SDP offers telephone-event (set at media start)
+        self.transferring = False  # a REFER we sent awaits its outcome
+        self.bad_keys = 0  # DTMF keys ignored (not 0-9 * # A-D)
+        self.recording_paused = False  # the call's recordings record silence (Engine.pause_recording)
         self.players: dict[int, Player] = {}
         self.recorders: dict[str, Any] = {}  # path -> pj.AudioMediaRecorder (recordings after the first)
         self.taps: dict[int, Any] = {}  # tap id -> pj.MediaTap of its own
@@ -119,9 +125,21 @@ class Call(pj.Call):
     @guarded
     def onCallTransferRequest(self, prm: Any) -> None:
         # pjsua would follow a REFER by default: dial whatever Refer-To names, as us. Refused:
-        # transfers are the application's to start.
+        # transfers are the application's to start. (This is a REFER we receive; the ones we
+        # send, Engine.transfer, report through onCallTransferStatus.)
         prm.statusCode = 403
         self._hooks.on_refer(self, prm.dstUri)
+
+    @guarded
+    def onCallTransferStatus(self, prm: Any) -> None:
+        # The progress of a REFER we sent: its own response, then the far end's NOTIFYs.
+        prm.cont = self._hooks.on_transfer_status(self, int(prm.statusCode), prm.reason, bool(prm.finalNotify))
+
+    @guarded
+    def onDtmfDigit(self, prm: Any) -> None:
+        # Once per key (pjsua2 reports an RFC 4733 event's updates to onDtmfEvent only); SIP
+        # INFO keys arrive here too, after native/pjsua2/guard normalized their body.
+        self._hooks.on_dtmf(self, prm.digit, int(prm.method))
 
     @guarded
     def onCallReplaceRequest(self, prm: Any) -> None:

@@ -1,4 +1,10 @@
-"""Thin repositories over the tables: calls, events, users. SQL stays here."""
+"""Thin repositories over the tables: calls, events, users. SQL stays here.
+
+Writes go through the database's group-commit writer (``Database.write``: one transaction per batch
+of queued writes, see db.py); an awaited write returns once committed and raises its own error.
+``EventRepo.append_nowait`` queues an event without waiting (failures are logged). Every read
+flushes the queue first, so it sees the writes queued before it.
+"""
 
 from __future__ import annotations
 
@@ -32,26 +38,45 @@ class CallRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    INSERT = ("INSERT INTO calls (id, sip_call_id, caller, callee, remote_address, flow, started_at) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?)")
+
     async def create(self, call_id: str, sip_call_id: str, caller: str, callee: str,
                      remote_address: str, flow: str) -> None:
-        await self.db.conn.execute(
-            "INSERT INTO calls (id, sip_call_id, caller, callee, remote_address, flow, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()),
-        )
-        await self.db.conn.commit()
+        """Insert the call's row (``started_at`` now) and wait until it is committed."""
+        await self.db.write(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()))
+
+    def create_nowait(self, call_id: str, sip_call_id: str, caller: str, callee: str,
+                      remote_address: str, flow: str) -> None:
+        """As :meth:`create` without waiting; a failure is logged with the call id."""
+        self.db.write_nowait(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()),
+                             what="call row", call_id=call_id)
 
     async def update(self, call_id: str, **fields: Any) -> None:
+        """Set columns of the call's row and wait until committed (ValueError for no or bad column names)."""
+        await self.db.write(*self._update_sql(call_id, fields))
+
+    def update_nowait(self, call_id: str, **fields: Any) -> None:
+        """As :meth:`update` without waiting (bad column names still raise ValueError now)."""
+        self.db.write_nowait(*self._update_sql(call_id, fields), what="call update", call_id=call_id)
+
+    def _update_sql(self, call_id: str, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+        if not fields:
+            raise ValueError("CallRepo.update needs at least one column to set")
+        bad = sorted(k for k in fields if not k.isidentifier() or k == "id")
+        if bad:
+            raise ValueError(f"CallRepo.update cannot set column {', '.join(map(repr, bad))}")
         cols = ", ".join(f"{k} = ?" for k in fields)
-        await self.db.conn.execute(f"UPDATE calls SET {cols} WHERE id = ?", (*fields.values(), call_id))
-        await self.db.conn.commit()
+        return f"UPDATE calls SET {cols} WHERE id = ?", (*fields.values(), call_id)
 
     async def get(self, call_id: str) -> dict[str, Any] | None:
+        await self.db.flush()
         async with self.db.conn.execute(f"SELECT {self.COLUMNS} FROM calls WHERE id = ?", (call_id,)) as cur:
             row = await cur.fetchone()
         return dict(row) if row else None
 
     async def latest(self, limit: int) -> list[dict[str, Any]]:
+        await self.db.flush()
         async with self.db.conn.execute(
             f"SELECT {self.COLUMNS} FROM calls ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
         ) as cur:
@@ -59,6 +84,7 @@ class CallRepo:
 
     async def open_calls(self) -> list[dict[str, Any]]:
         """Calls with no end: a previous run was killed during them (see callcenter/recovery.py)."""
+        await self.db.flush()
         async with self.db.conn.execute(
             "SELECT c.id, c.started_at, c.answered_at, c.recording_path, "
             "(SELECT MAX(at) FROM events e WHERE e.call_id = c.id) AS last_event_at "
@@ -71,16 +97,24 @@ class EventRepo:
     def __init__(self, db: Database) -> None:
         self.db = db
 
+    SQL = "INSERT INTO events (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)"
+
     async def append(self, event: str, call_id: str = "", queue: str = "", agent: str = "",
                      at: str | None = None, **data: Any) -> None:
-        """Append one event; ``at`` (ISO 8601 UTC) defaults to now."""
-        await self.db.conn.execute(
-            "INSERT INTO events (at, call_id, queue, agent, event, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (at or utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)),
-        )
-        await self.db.conn.commit()
+        """Append one event and wait until it is committed; ``at`` (ISO 8601 UTC) defaults to now."""
+        await self.db.write(self.SQL, (at or utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)))
+
+    def append_nowait(self, event: str, call_id: str = "", queue: str = "", agent: str = "",
+                      at: str | None = None, **data: Any) -> None:
+        """Queue one event without waiting (``at`` is taken now); a failure to store it is logged.
+
+        It is committed in order with the other writes; ``await db.flush()`` or ``db.close()`` waits for it.
+        """
+        self.db.write_nowait(self.SQL, (at or utcnow(), call_id, queue, agent, event, json.dumps(data, sort_keys=True)),
+                             what=event, call_id=call_id)
 
     async def for_call(self, call_id: str) -> list[dict[str, Any]]:
+        await self.db.flush()
         async with self.db.conn.execute(
             "SELECT at, event, queue, agent, data FROM events WHERE call_id = ? ORDER BY id", (call_id,)
         ) as cur:
@@ -94,14 +128,14 @@ class UserRepo:
     async def add(self, name: str, role: str, token: str) -> User:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r} (use one of: {', '.join(ROLES)})")
-        cur = await self.db.conn.execute(
+        rowid = await self.db.write(
             "INSERT INTO users (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
             (name, role, token_hash(token), utcnow()),
         )
-        await self.db.conn.commit()
-        return User(int(cur.lastrowid or 0), name, role)
+        return User(int(rowid or 0), name, role)
 
     async def by_token(self, token: str) -> User | None:
+        await self.db.flush()
         async with self.db.conn.execute(
             "SELECT id, name, role FROM users WHERE token_sha256 = ?", (token_hash(token),)
         ) as cur:
@@ -109,5 +143,6 @@ class UserRepo:
         return User(row["id"], row["name"], row["role"]) if row else None
 
     async def all(self) -> list[User]:
+        await self.db.flush()
         async with self.db.conn.execute("SELECT id, name, role FROM users ORDER BY id") as cur:
             return [User(r["id"], r["name"], r["role"]) for r in await cur.fetchall()]

@@ -1,7 +1,7 @@
 """Packages the SWIG-generated pjsua2 binding as a wheel (run by build.sh, not by hand).
 
-The extension is pjproject's pjsua2 wrapper plus the project's media tap (tap/media_tap.cpp,
-copied beside this file by build.sh).
+The extension is pjproject's pjsua2 wrapper plus the project's media tap (tap/media_tap.cpp) and
+SIP guard (guard/sip_guard.cpp, guard/call_media.cpp), copied beside this file by build.sh.
 
 PJDIR names a configured and compiled pjproject tree; the compiler and linker flags come
 from pjproject's own build variables, exactly as its swig/python/helper.mak prints them.
@@ -44,7 +44,7 @@ setup(
     ext_modules=[
         Extension(
             "_pjsua2",
-            ["pjsua2_wrap.cpp", "media_tap.cpp", "sip_guard.cpp"],
+            ["pjsua2_wrap.cpp", "media_tap.cpp", "sip_guard.cpp", "call_media.cpp"],
             include_dirs=[HERE],
             libraries=libraries,
             extra_compile_args=[*cflags, "-Wno-deprecated-declarations"],

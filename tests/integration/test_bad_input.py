@@ -134,7 +134,7 @@ def test_http_port_in_use_exits_2(tmp_path: Path) -> None:
         ("[server\nhost = 1", ("not valid TOML",)),
         ("[server]\nsip_port = 'five'\n", ("sip_port", "expected int")),
         ("[nonsense]\nx = 1\n", ("unknown table",)),
-        ("[ivr]\nflow = 'missing.toml'\n", ("missing.toml",)),
+        ("[ivr]\ndefault_flow = 'missing.yaml'\n", ("missing.yaml",)),
     ],
 )
 def test_broken_config_exits_2(tmp_path: Path, config: str, words: tuple[str, ...]) -> None:
@@ -152,7 +152,7 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_broken_flow_exits_2_with_file_and_line(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, "[flow]\nname = 'x'\nstart = 'a'\n\n[nodes.a]\ntype = 'dance'\n")
+    srv = ServerProcess(tmp_path, "name: x\nstart: a\nnodes:\n  a:\n    type: dance\n")
     out = run_cli("serve", "--config", str(srv.config), "--data-dir", str(srv.data_dir),
                   "--sip-port", str(srv.sip_port), "--http-port", str(srv.http_port))
-    _one_line_error(out, "flow.toml:6:", "unknown type 'dance'")
+    _one_line_error(out, "flow.yaml:5:", "dance")

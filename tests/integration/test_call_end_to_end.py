@@ -12,7 +12,8 @@ from tests.support.server import SHORT_FLOW, ServerProcess, run_phone
 from voice.audio import read_wav, write_wav
 
 
-def test_caller_hears_prompt_and_is_recorded(server: ServerProcess, tmp_path: Path) -> None:
+def test_caller_hears_prompt_and_is_recorded(short_server: ServerProcess, tmp_path: Path) -> None:
+    server = short_server
     heard = tmp_path / "heard.wav"
     sent = tmp_path / "tone.wav"
     write_wav(sent, tone(440, 2.0))
@@ -23,7 +24,7 @@ def test_caller_hears_prompt_and_is_recorded(server: ServerProcess, tmp_path: Pa
     assert report["connected"] and report["media"], report
     assert report["codec"] == "PCMU"
     assert report["status_code"] == 200
-    prompt = read_wav(next((server.data_dir / "prompts").glob("*.wav")))
+    prompt = read_wav(server.prompt("Hello, this is a test."))
     talk = report["ended_at"] - report["answered_at"]
     assert prompt.duration - 0.5 < talk < prompt.duration + 2.0, (talk, prompt.duration)
 
@@ -43,7 +44,9 @@ def test_caller_hears_prompt_and_is_recorded(server: ServerProcess, tmp_path: Pa
     assert len(calls) == 1
     call = calls[0]
     assert call["sip_call_id"] == report["sip_call_id"]
-    assert "phone@127.0.0.1" in call["caller"] and "ivr@127.0.0.1" in call["callee"]
+    # Who called whom, parsed from the INVITE: the caller's number and name, the dialled number.
+    assert call["caller"] == "phone" and call["callee"] == "ivr", call
+    assert "phone@127.0.0.1" in call["caller_uri"]
     assert call["started_at"] <= call["answered_at"] <= call["ended_at"]
     assert call["disposition"] == "completed"
     assert call["codec"] == "PCMU"

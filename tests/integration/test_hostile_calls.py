@@ -68,15 +68,16 @@ def test_a_video_stream_before_the_audio_one_is_a_normal_call(tmp_path: Path) ->
 
 
 def test_hold_and_resume_keep_the_flow_and_the_recording_going(tmp_path: Path) -> None:
-    srv = ServerProcess(tmp_path, SHORT_FLOW.replace("Hello, this is a test.", "Hello, this is a test of "
-                        "holding a call. The caller puts us on hold and takes us off hold again, and this "
-                        "prompt must still end on time."), sip_extra="rtp_timeout_s = 3\n").start()
+    text = ("Hello, this is a test of holding a call. The caller puts us on hold and takes us off hold again, "
+            "and this prompt must still end on time.")
+    srv = ServerProcess(tmp_path, SHORT_FLOW.replace("Hello, this is a test.", text),
+                        sip_extra="rtp_timeout_s = 3\n").start()
     try:
         stats = run_sipp(srv, tmp_path, "uac_hold_resume.xml", 1, 1, 1, "-rtp_echo", timeout=90)
         assert stats["SuccessfulCall(C)"] == "1", stats  # the server hung up at the prompt's end
         [row] = srv.wait_for(lambda: [r for r in rows(srv) if r["ended_at"]])
         assert row["disposition"] == "completed", row
-        prompt = read_wav(next((srv.data_dir / "prompts").glob("*.wav")))
+        prompt = read_wav(srv.prompt(text))
         rec = read_wav(srv.data_dir / str(row["recording_path"]))
         # The recording spans the whole call, held part included (silence, not a gap).
         assert abs(rec.duration - float(row["recording_seconds"])) < 0.01  # type: ignore[arg-type]

@@ -17,8 +17,10 @@ import httpx
 from .ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_FLOW = ROOT / "config" / "flows" / "demo.toml"
+DEMO_FLOW = ROOT / "config" / "flows" / "demo.yaml"
 PHONE = Path(__file__).with_name("phone.py")
+# Rendered prompts, shared by every test server of a run (the cache renames files into place).
+PROMPT_CACHE = Path(os.environ.get("CALLCENTER_TEST_PROMPTS", "/tmp/callcenter-test-prompts"))
 
 # About 25 seconds of speech: calls that stay up while a test does something to them.
 LONG_TEXT = (
@@ -28,48 +30,47 @@ LONG_TEXT = (
     "Thank you for your patience, and goodbye."
 )
 LONG_FLOW = f"""
-[flow]
-name = "long"
-start = "talk"
-
-[nodes.talk]
-type = "play"
-say = "{LONG_TEXT}"
-next = "bye"
-
-[nodes.bye]
-type = "hangup"
+name: long
+start: talk
+nodes:
+  talk:
+    type: play
+    say: "{LONG_TEXT}"
+    next: bye
+  bye:
+    type: hangup
 """
 
 SHORT_FLOW = """
-[flow]
-name = "short"
-start = "hello"
-
-[nodes.hello]
-type = "play"
-say = "Hello, this is a test."
-next = "bye"
-
-[nodes.bye]
-type = "hangup"
+name: short
+start: hello
+nodes:
+  hello:
+    type: play
+    say: "Hello, this is a test."
+    next: bye
+  bye:
+    type: hangup
 """
 
 
 class ServerProcess:
-    def __init__(self, base: Path, flow_text: str | None = None, config_extra: str = "", sip_extra: str = "") -> None:
+    def __init__(self, base: Path, flow_text: str | None = None, config_extra: str = "", sip_extra: str = "",
+                 ivr_extra: str = "", default_flow: bool = True) -> None:
         self.base = base
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sip_port = free_port()
         self.http_port = free_port()
-        flow = base / "flow.toml"
+        flow = base / "flow.yaml"
         flow.write_text(flow_text if flow_text is not None else DEMO_FLOW.read_text())
         self.config = base / "callcenter.toml"
         self.config.write_text(
             "[server]\nhost = \"127.0.0.1\"\n"
             "[sip]\nrtp_port = 30000\nrtp_port_range = 9000\n" + sip_extra + "\n"
-            f"[ivr]\nflow = \"{flow.name}\"\n" + config_extra
+            + (f"[ivr]\ndefault_flow = \"{flow.name}\"\n" if default_flow else "[ivr]\n") + ivr_extra + "\n"
+            + config_extra
+            + ("" if "[prompts]" in config_extra else f"[prompts]\ncache_dir = \"{PROMPT_CACHE}\"\n")
         )
         self.log_path = base / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -119,6 +120,12 @@ class ServerProcess:
         rc = self.proc.returncode
         self.proc = None
         return rc
+
+    def prompt(self, text: str) -> Path:
+        """The rendered WAV of an English TTS prompt (default voice and speed) in the shared cache."""
+        from ivr.prompts import PromptCache
+
+        return PromptCache(PROMPT_CACHE, 8000, lambda *_: None).path_for(text, "", 160)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -14,7 +14,8 @@ def test_default_config_file() -> None:
     s = load_settings(ROOT / "config" / "callcenter.toml")
     assert s.engine.sip_port == 5060 and s.http_port == 8080
     assert s.engine.codecs == ("PCMU/8000", "PCMA/8000") and s.engine.clock_rate == 8000
-    assert s.flow == ROOT / "config" / "flows" / "demo.toml"
+    assert s.default_flow == ROOT / "config" / "flows" / "demo.yaml"
+    assert s.transfer_allow == () and s.inband_dtmf == "auto" and s.prompt_voices["zh"] == "cmn"
     o = with_overrides(s, data_dir=Path("/x"), host="127.0.0.1", sip_port=5070, http_port=9000)
     assert (o.data_dir, o.engine.host, o.http_host, o.engine.sip_port, o.http_port) == (
         Path("/x"), "127.0.0.1", "127.0.0.1", 5070, 9000)

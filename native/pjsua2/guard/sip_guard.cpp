@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <unordered_map>
@@ -242,9 +244,94 @@ struct SipGuard::Impl {
         return false;
     }
 
+    /* The digit of an INFO's DTMF body, in dtmfDigit's terms: 'D' (0-9 * # A-D) with
+     * *duration in ms (-1: none given), 'F' for a hook flash, 0 when unusable. Bodies:
+     * application/dtmf-relay ("Signal=5\r\nDuration=160", keys in any case, spaces around
+     * '=') and application/dtmf (just the signal). A signal may be an RFC 4733 event code:
+     * 10 '*', 11 '#', 12-15 A-D, 16 flash. */
+    static char dtmfDigit(const char *data, size_t len, bool relay, long *duration) {
+        std::string text(data, std::min<size_t>(len, 512));
+        std::string signal;
+        *duration = -1;
+        auto trim = [](std::string v) {
+            size_t a = v.find_first_not_of(" \t\r\n"), b = v.find_last_not_of(" \t\r\n");
+            return a == std::string::npos ? std::string() : v.substr(a, b - a + 1);
+        };
+        if (!relay) {
+            signal = trim(text);
+        } else {
+            size_t at = 0;
+            while (at <= text.size()) {
+                size_t end = text.find('\n', at);
+                std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+                at = end == std::string::npos ? text.size() + 1 : end + 1;
+                size_t eq = line.find('=');
+                if (eq == std::string::npos)
+                    continue;
+                std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+                for (char &c : key)
+                    c = (char)std::tolower((unsigned char)c);
+                if (key == "signal")
+                    signal = value;
+                else if (key == "duration" && !value.empty() && value.size() <= 6 &&
+                         value.find_first_not_of("0123456789") == std::string::npos)
+                    *duration = std::atol(value.c_str());
+            }
+        }
+        if (signal.size() == 1) {
+            char c = (char)std::toupper((unsigned char)signal[0]);
+            if ((c >= '0' && c <= '9') || c == '*' || c == '#' || (c >= 'A' && c <= 'D'))
+                return c;
+            return signal[0] == '!' ? 'F' : 0;
+        }
+        if (signal.size() == 2 && signal[0] == '1' && signal[1] >= '0' && signal[1] <= '6')
+            return "*#ABCDF"[signal[1] - '0'];
+        return 0;
+    }
+
+    /* An INFO with a DTMF body, before the dialog layer hands it to pjsua, which handles
+     * application/dtmf-relay only (case-sensitively, taking the first character of the signal:
+     * "10" became '1'); any other INFO body gets 500 from the dialog layer. A digit is rewritten
+     * into the dtmf-relay body pjsua parses (it answers 200 and reports the digit with method
+     * SIP INFO); a hook flash gets 200 and is not reported; an unusable body gets 400. */
+    pj_bool_t onInfo(pjsip_rx_data *rdata) {
+        pjsip_msg_body *body = rdata->msg_info.msg->body;
+        if (!rdata->msg_info.to || rdata->msg_info.to->tag.slen == 0)
+            return PJ_FALSE;  /* outside a dialog: the guard's other module answers 405 */
+        if (!body || !body->data || pj_stricmp2(&body->content_type.type, "application") != 0)
+            return PJ_FALSE;
+        const bool relay = pj_stricmp2(&body->content_type.subtype, "dtmf-relay") == 0;
+        if (!relay && pj_stricmp2(&body->content_type.subtype, "dtmf") != 0)
+            return PJ_FALSE;
+        long duration = -1;
+        const char digit = dtmfDigit((const char *)body->data, body->len, relay, &duration);
+        if (digit == 0 || digit == 'F') {
+            pj_str_t why = cstr(digit ? "OK" : "Bad Request (DTMF signal)");
+            pjsip_endpt_respond_stateless(pjsua_get_pjsip_endpt(), rdata, digit ? 200 : 400, &why, NULL, NULL);
+            return PJ_TRUE;
+        }
+        pj_pool_t *pool = rdata->tp_info.pool;
+        char *text = (char *)pj_pool_alloc(pool, 48);
+        int n = duration >= 0 ? pj_ansi_snprintf(text, 48, "Signal=%c\r\nDuration=%ld\r\n", digit, duration)
+                              : pj_ansi_snprintf(text, 48, "Signal=%c\r\n", digit);
+        pj_str_t type = cstr("application"), subtype = cstr("dtmf-relay"), content = {text, n};
+        pjsip_msg_body *canonical = pjsip_msg_body_create(pool, &type, &subtype, &content);
+        if (!canonical)
+            return PJ_FALSE;
+        /* pjsua reads the body as a NUL-terminated string (pj_str(body->data)), and the copy
+         * pjsip_msg_body_create made is not one: point it at text, which is. */
+        canonical->data = text;
+        canonical->len = (unsigned)n;
+        rdata->msg_info.msg->body = canonical;
+        return PJ_FALSE;
+    }
+
     /* Every request with SDP, inside a dialog or not (a re-INVITE, an UPDATE, the ACK of a late
-     * offer), before the dialog layer hands it to pjsua: see unsafeSdp(). */
+     * offer), before the dialog layer hands it to pjsua: see unsafeSdp(). INFO: see onInfo(). */
     pj_bool_t onAnyRequest(pjsip_rx_data *rdata) {
+        const pjsip_method &m = rdata->msg_info.msg->line.req.method;
+        if (m.id == PJSIP_OTHER_METHOD && pj_stricmp2(&m.name, "INFO") == 0)
+            return onInfo(rdata);
         pjmedia_sdp_session *sdp = parseSdp(rdata);
         rdata->endpt_info.mod_data[sdpMod.id] = sdp;  /* for onInvite: one parse per request */
         const char *why = sdp ? unsafeSdp(sdp) : NULL;

@@ -25,6 +25,13 @@
  * thread, or 128+ characters, which abort it in an assertion) gets 488; an ACK or a response
  * with one is dropped.
  *
+ * That module also normalizes the DTMF of an INFO inside a dialog before pjsua's own handler
+ * sees it (pjsua parses only application/dtmf-relay, case-sensitively, and sends nothing
+ * for application/dtmf, which then gets 500): a digit (0-9 * # A-D, or its RFC 4733 event code
+ * 10-15) in either body becomes the canonical "Signal=D\r\nDuration=N" dtmf-relay body, which
+ * pjsua answers 200 and reports (Call::onDtmfDigit, method SIP_INFO); a hook flash gets 200
+ * and no report; an unusable signal gets 400.
+ *
  * Every refusal is a stateless response to the request's own source: the guard never sends a
  * request anywhere. It logs nothing itself (a flood cannot multiply log lines): takeCounts()
  * hands the counts since the last call to the engine, which logs one summary line.

@@ -41,8 +41,19 @@ static pj_status_t tap_put_frame(pjmedia_port *port, pjmedia_frame *frame)
         __builtin_prefetch(reinterpret_cast<const char *>(st) + 64, 1);
         __builtin_prefetch(reinterpret_cast<const char *>(st) + 128, 1);
     }
-    if (ps->wav)
-        pjmedia_port_put_frame(ps->wav, frame);
+    if (ps->wav) {
+        /* A paused recording (MediaTap::pauseRecording; the flag lives in the port's ldata,
+         * under ps->mu) records silence of the frame's length: the file keeps the call's
+         * timeline, and the stream below still hears the real audio. */
+        if (port->port_data.ldata && frame != &quiet) {
+            quiet = *frame;
+            quiet.buf = const_cast<short *>(SILENCE);
+            quiet.size = std::min<size_t>(frame->size, sizeof(SILENCE));
+            pjmedia_port_put_frame(ps->wav, &quiet);
+        } else {
+            pjmedia_port_put_frame(ps->wav, frame);
+        }
+    }
     if (!st)
         return PJ_SUCCESS;
     const bool audio = frame->type == PJMEDIA_FRAME_TYPE_AUDIO && frame->buf != NULL && frame->size >= 2;
@@ -451,7 +462,8 @@ static void closeState(const std::shared_ptr<TapState> &st)
         hub->signal();
 }
 
-MediaTap::MediaTap() : pool(NULL), port(NULL), rate(0), spf(0), pstate(std::make_shared<PortState>())
+MediaTap::MediaTap()
+: pool(NULL), port(NULL), rate(0), spf(0), recPaused(false), pstate(std::make_shared<PortState>())
 {
 }
 
@@ -476,6 +488,7 @@ void MediaTap::createPort(unsigned clockRate, unsigned frameMs) PJSUA2_THROW(pj:
     pjmedia_port_info_init(&port->info, &name, PJMEDIA_SIG_CLASS_APP('C', 'T', 'P'),
                            clockRate, 1, 16, spf);
     port->port_data.pdata = pstate.get();
+    port->port_data.ldata = recPaused ? 1 : 0;
     port->put_frame = &tap_put_frame;
     port->get_frame = &tap_get_frame;
     try {
@@ -568,6 +581,19 @@ void MediaTap::stopRecording()
     /* After libDestroy the pool (and the port in it) is gone: nothing left to finish. */
     if (wav && pjsua_get_state() != PJSUA_STATE_NULL)
         pjmedia_port_destroy(wav);  /* flushes and writes the WAV header's sizes */
+}
+
+void MediaTap::pauseRecording(bool paused)
+{
+    std::lock_guard<std::mutex> lk(pstate->mu);
+    recPaused = paused;
+    if (port != NULL)
+        port->port_data.ldata = paused ? 1 : 0;
+}
+
+bool MediaTap::isRecordingPaused() const
+{
+    return recPaused;
 }
 
 void MediaTap::close()

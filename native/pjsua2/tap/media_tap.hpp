@@ -251,6 +251,16 @@ public:
     void stopRecording();
 
     /**
+     * While paused, the recording gets silence instead of what the port hears, frame for
+     * frame (the file keeps real time: the pause is a stretch of zeros); the stream still
+     * gets the real audio. Applies to the current and any later recording of this port.
+     */
+    void pauseRecording(bool paused);
+
+    /** True between pauseRecording(true) and pauseRecording(false). */
+    bool isRecordingPaused() const;
+
+    /**
      * Remove the port from the bridge now (the destructor does it otherwise), finish the
      * recording and close the stream; streams keep what is buffered and report the end once
      * it is read. Idempotent.
@@ -262,6 +272,7 @@ private:
     pjmedia_port *port;
     unsigned rate;
     unsigned spf;
+    bool recPaused;
     std::shared_ptr<PortState> pstate;
 
     MediaTap(const MediaTap &);

@@ -1,0 +1,131 @@
+"""One call's telephony, as the IVR driver sees it (ivr.driver.CallControl) over the SIP engine.
+
+The driver decides what to do; this object does it on the engine for one call and writes what
+happened: the IVR path into the events table, recording pauses, voicemails. Audio that the IVR
+listens to (in-band DTMF, speech) comes from the call's tap (callcenter/call_audio.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ivr import actions as act
+from ivr import events as ivr_ev
+from voice.engine import Engine
+from voice.exceptions import CallGone, EngineStopped
+
+from .call_audio import CallAudio
+from .storage.repos import EventRepo
+
+log = logging.getLogger("callcenter.calls")
+
+
+class EngineCallControl:
+    def __init__(self, engine: Engine, handle: int, call_id: str, events: EventRepo, data_dir: Path,
+                 audio: CallAudio, spawn: Callable[[Any, str], None],
+                 save_voicemail: Callable[[str, Path, str, str], Any], caller_number: str = "") -> None:
+        self.engine = engine
+        self.handle = handle
+        self.call_id = call_id
+        self.events = events
+        self.data_dir = data_dir
+        self.audio = audio
+        self._spawn = spawn                  # the service's task set: writes finish even after the call
+        self._save_voicemail = save_voicemail
+        self.voicemail: tuple[str, Path] | None = None   # (mailbox, path) while recording one
+        self.recording_paused = False
+        self._voicemails = 0
+        self.caller_number = caller_number
+
+    async def play(self, path: Path) -> int:
+        return await self.engine.play(self.handle, str(path))
+
+    async def stop_playback(self, playback: int) -> None:
+        await self.engine.stop_playback(self.handle, playback)
+
+    async def hangup(self) -> None:
+        try:
+            await self.engine.hangup(self.handle, 200)
+        except (CallGone, EngineStopped):
+            pass
+
+    async def pause_recording(self) -> None:
+        if not self.recording_paused:
+            await self.engine.pause_recording(self.handle)
+            self.recording_paused = True
+            self._write("RECPAUSE", {})
+
+    async def resume_recording(self) -> None:
+        if self.recording_paused:
+            self.recording_paused = False
+            try:
+                await self.engine.resume_recording(self.handle)
+            except (CallGone, EngineStopped):
+                pass
+            self._write("RECRESUME", {})
+
+    async def start_voicemail(self, mailbox: str) -> None:
+        self._voicemails += 1
+        now = datetime.now(UTC)
+        path = self.data_dir / "voicemail" / _safe(mailbox) / f"{now:%Y}" / f"{now:%m}" / (
+            f"{self.call_id}-{self._voicemails}.wav")
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await self.engine.record(self.handle, str(path))
+        self.voicemail = (mailbox, path)
+        self._write("VOICEMAIL_START", {"mailbox": mailbox})
+
+    async def stop_voicemail(self) -> float:
+        if self.voicemail is None:
+            return 0.0
+        mailbox, path = self.voicemail
+        self.voicemail = None
+        seconds = await self.engine.stop_recording(self.handle, str(path))
+        self._spawn(self._save_voicemail(mailbox, path, self.call_id, self.caller_number), f"voicemail-{self.call_id}")
+        return seconds
+
+    def call_ended(self, recordings: Sequence[str]) -> None:
+        """The call ended while a voicemail was being recorded: the engine closed it; keep it."""
+        if self.voicemail is not None:
+            mailbox, path = self.voicemail
+            self.voicemail = None
+            self._spawn(self._save_voicemail(mailbox, path, self.call_id, self.caller_number),
+                        f"voicemail-{self.call_id}")
+
+    async def transfer(self, target: str) -> None:
+        self._write("TRANSFER", {"target": target})
+        await self.engine.transfer(self.handle, target)
+
+    async def listen(self, listen: int, phrases: Sequence[str], language: str) -> None:
+        await self.audio.listen(listen, phrases, language)
+
+    async def stop_listening(self, listen: int) -> None:
+        await self.audio.stop_listening(listen)
+
+    async def enqueue(self, action: act.Enqueue) -> ivr_ev.QueueOutcome:
+        # The ACD (issue 10) plugs in here; until then every queue is unstaffed.
+        self._write("ENTERQUEUE", {"skills": action.skills, "priority": action.priority}, queue=action.queue)
+        self._write("EXITEMPTY", {"reason": "no agents (the ACD is not installed yet)"}, queue=action.queue)
+        return "no_agents"
+
+    def trace(self, step: act.Trace, version: str) -> None:
+        self._write(f"IVR_{step.event}", {"node": step.node, **step.data})
+
+    def _write(self, event: str, data: dict[str, Any], queue: str = "") -> None:
+        self._spawn(self._append(event, data, queue), f"event-{self.call_id}")
+
+    async def _append(self, event: str, data: dict[str, Any], queue: str) -> None:
+        try:
+            await self.events.append(event, self.call_id, queue=queue, **data)
+        except Exception as exc:
+            log.error("could not store %s", event, extra={"call_id": self.call_id, "error": repr(exc)})
+
+
+def _safe(name: str) -> str:
+    out = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64]
+    return out or "default"
+

@@ -1,0 +1,54 @@
+"""The speech recognizer of `speech` nodes: asr's StreamingRecognizer, configured from [asr].
+
+The model loads on the recognizer's worker thread when the first speech node listens (a server
+whose flows never listen never loads it). Results reach the call's actor as plain callbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asr.config import AsrConfig
+from asr.session import PhraseHeard, SpeechBegan, SpeechEvent
+from asr.streaming import Listener, StreamingRecognizer
+
+from .settings import Settings
+
+
+class SpeechRecognizer:
+    def __init__(self, config: AsrConfig) -> None:
+        self._streaming = StreamingRecognizer(config)
+
+    async def open_listener(self, phrases: Sequence[str], language: str, rate: int,
+                            on_event: Callable[[str, str | None, float], None]) -> _CallListener:
+        def deliver(event: SpeechEvent) -> None:
+            if isinstance(event, SpeechBegan):
+                on_event("started", None, 0.0)
+            elif isinstance(event, PhraseHeard):
+                on_event("result", event.phrase, event.confidence)
+
+        listener = await self._streaming.open(phrases, language, rate, on_event=deliver)
+        return _CallListener(listener)
+
+    async def aclose(self) -> None:
+        await self._streaming.aclose()
+
+
+class _CallListener:
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def feed(self, pcm: Any) -> None:
+        self._listener.feed(pcm)
+
+    async def close(self) -> None:
+        await self._listener.close()
+
+
+def open_recognizer(settings: Settings) -> SpeechRecognizer:
+    if settings.asr_engine == "vosk":
+        config = AsrConfig(engine="vosk", vosk_model=settings.vosk_model)
+    else:
+        config = AsrConfig(engine="pocketsphinx")
+    return SpeechRecognizer(config)
