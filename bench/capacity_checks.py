@@ -1,13 +1,17 @@
-"""After a step of bench/capacity.py: did every call complete with a good recording?
+"""After a step of bench/capacity.py (and capacity_ivr.py, capacity_short.py): did every call
+complete as it should, with a good recording?
 
 The server's call rows in its database and their recordings, the floor's recordings, and a spot
-check that recordings carry the echoed prompt (caller audio). A few bad recordings are kept as
-evidence; the rest are deleted to keep the disk free.
+check that recordings carry the echoed prompt (caller audio). For calls the caller hangs up, also
+the IVR path of each call (its IVR_* rows in the events table): the key pressed must be there,
+heard by RFC 4733. A few bad recordings are kept as evidence; the rest are deleted to keep the
+disk free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import shutil
 import sqlite3
@@ -96,15 +100,65 @@ def check_server_calls(data_dir: Path, since_rowid: int, expected: int, prompt_s
     return good, problems, last_rowid
 
 
-def check_floor_recordings(rec_dir: Path, expected: int, prompt_s: float, evidence: Path | None = None
-                           ) -> tuple[int, list[str]]:
-    """The floor's recordings in `rec_dir`: (calls with a good recording, what went wrong).
-    Deletes the recordings afterwards."""
+def check_ivr_calls(data_dir: Path, since_rowid: int, expected: int, min_seconds: float, key: str | None,
+                    evidence: Path | None = None) -> tuple[int, list[str], int, dict[str, int]]:
+    """The server's calls after row `since_rowid`, each hung up by the caller: (calls that are
+    good, what went wrong, the last row read, how many calls took each IVR path). A good call is
+    closed as ``caller_hangup`` with a recording of at least `min_seconds` and, if `key` is given,
+    an IVR_KEY event for it with source ``rfc4733``. A path is the call's IVR nodes, in order."""
+    db = data_dir / "callcenter.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        rows = conn.execute(
+            "SELECT rowid, id, disposition, hangup_cause, recording_path, recording_seconds FROM calls "
+            "WHERE rowid > ? ORDER BY rowid", (since_rowid,)).fetchall()
+        ids = [r[1] for r in rows]
+        trail: dict[str, list[tuple[str, dict[str, object]]]] = {i: [] for i in ids}
+        if ids:
+            first = conn.execute("SELECT MIN(id) FROM events WHERE call_id = ?", (ids[0],)).fetchone()[0] or 0
+            for call_id, event, data in conn.execute(
+                    "SELECT call_id, event, data FROM events WHERE id >= ? AND event IN ('IVR_NODE', 'IVR_KEY') "
+                    "ORDER BY id", (first,)):
+                if call_id in trail:
+                    trail[call_id].append((event, json.loads(data)))
+    last_rowid = rows[-1][0] if rows else since_rowid
+    good, problems, paths, bad = 0, [], [], []
+    tally: dict[str, int] = {}
+    for _, call_id, disposition, cause, path, seconds in rows:
+        steps = trail[call_id]
+        route = " > ".join(str(d.get("node")) for e, d in steps if e == "IVR_NODE")
+        keys = [(d.get("digit"), d.get("source")) for e, d in steps if e == "IVR_KEY"]
+        tally[route] = tally.get(route, 0) + 1
+        wrong = []
+        if disposition != "caller_hangup":
+            wrong.append(f"disposition={disposition} cause={cause!r}")
+        if not path or (seconds or 0) < min_seconds:
+            wrong.append(f"recording {path} of {seconds} s (< {min_seconds:.1f} s)")
+            if path:
+                bad.append(data_dir / path)
+        if key is not None and (key, "rfc4733") not in keys:
+            wrong.append(f"no IVR_KEY {key} by rfc4733 (keys: {keys}; path: {route})")
+        if wrong:
+            problems.append(f"call {call_id}: " + "; ".join(wrong))
+        else:
+            good += 1
+            paths.append(data_dir / path)
+    if len(rows) != expected:
+        problems.insert(0, f"{len(rows)} call rows in the database for {expected} calls placed")
+    problems += spot_check(paths)
+    keep_files(bad, evidence)
+    shutil.rmtree(data_dir / "recordings", ignore_errors=True)  # keep the disk free
+    return good, problems, last_rowid, tally
+
+
+def check_floor_recordings(rec_dir: Path, expected: int, prompt_s: float, evidence: Path | None = None,
+                           min_share: float = 0.8) -> tuple[int, list[str]]:
+    """The floor's recordings in `rec_dir`: (calls with a recording of at least `min_share` of
+    `prompt_s`, what went wrong). Deletes the recordings afterwards."""
     files = sorted(rec_dir.glob("*.wav"))
     good, problems, paths, bad = 0, [], [], []
     for path in files:
         seconds = wav_seconds(path)
-        if seconds >= 0.8 * prompt_s:
+        if seconds >= min_share * prompt_s:
             good += 1
             paths.append(path)
         else:
@@ -113,7 +167,7 @@ def check_floor_recordings(rec_dir: Path, expected: int, prompt_s: float, eviden
     if len(files) != expected:
         problems.insert(0, f"{len(files)} recordings for {expected} calls placed")
     if bad:
-        problems.insert(0, f"{len(bad)} of {len(files)} recordings are shorter than {0.8 * prompt_s:.1f} s")
+        problems.insert(0, f"{len(bad)} of {len(files)} recordings are shorter than {min_share * prompt_s:.1f} s")
     problems += spot_check(paths)
     keep_files(bad, evidence)
     for path in files:

@@ -1,8 +1,9 @@
 """The processes bench/capacity.py runs and measures, all on loopback.
 
-`callcenter serve` (the server, bench/capacity.toml), the engine floor (bench/bare_engine.py)
-and SIPp: starting them on free ports, their count of calls in progress and their logs, stopping
-them; and their CPU time and RSS from /proc.
+`callcenter serve` (the server, bench/capacity.toml or another config), the engine floor
+(bench/bare_engine.py) and SIPp (bench/uac_capacity.xml or another scenario): starting them on free
+ports, their count of calls in progress and their logs, stopping them; and their CPU time and RSS
+from /proc. Also used by bench/capacity_ivr.py and bench/capacity_short.py.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ ROOT = BENCH.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from capacity_checks import check_floor_recordings, check_server_calls  # noqa: E402
+from capacity_checks import check_floor_recordings, check_ivr_calls, check_server_calls  # noqa: E402
 from localhost import HOST, child_setup, free_media_port, free_tcp_port, free_udp_port, say  # noqa: E402
 
 from callcenter.settings import load_settings  # noqa: E402
@@ -33,6 +35,7 @@ from ivr.prompts import PromptCache  # noqa: E402
 
 CONFIG = BENCH / "capacity.toml"
 SCENARIO = BENCH / "uac_capacity.xml"
+DTMF_SCENARIO = BENCH / "uac_capacity_dtmf.xml"  # the caller presses 1 (RFC 4733), holds, hangs up
 FLOOR_SCRIPT = BENCH / "bare_engine.py"
 RESULTS = BENCH / "results"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -115,12 +118,22 @@ class Target:
 
 
 class Server(Target):
+    """`callcenter serve --config CONFIG`. ``text``: the prompt the server renders at start-up that
+    the floor plays too. By default a step's calls must be hung up by the server with a recording
+    of the whole prompt (bench/capacity.py); with ``caller_hangs_up`` the caller hangs up (and,
+    with ``key``, every call's IVR path must show the key, heard by RFC 4733)."""
+
     name = "server"
 
-    def __init__(self, work: Path, text: str, ports: set[int]) -> None:
+    def __init__(self, work: Path, text: str, ports: set[int], config: Path = CONFIG,
+                 caller_hangs_up: bool = False, key: str | None = None) -> None:
         self.data_dir = work / "server-data"
         self.data_dir.mkdir()
-        settings = load_settings(CONFIG)
+        self.config = config
+        self.caller_hangs_up = caller_hangs_up
+        self.key = key
+        self.paths: dict[str, int] = {}  # IVR paths of the calls checked so far (caller_hangs_up)
+        settings = load_settings(config)
         cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
                             settings.prompt_voice, settings.prompt_wpm, voices=settings.prompt_voices)
         # rendered by the server at start-up
@@ -129,7 +142,7 @@ class Server(Target):
         self.http_port = free_tcp_port(ports)
         self.log_path = work / "server.log"
         self._last_rowid = 0
-        cmd = [str(Path(sys.executable).parent / "callcenter"), "serve", "--config", str(CONFIG),
+        cmd = [str(Path(sys.executable).parent / "callcenter"), "serve", "--config", str(config),
                "--data-dir", str(self.data_dir), "--sip-port", str(self.sip_port),
                "--http-port", str(self.http_port)]
         with self.log_path.open("wb") as log:
@@ -159,15 +172,25 @@ class Server(Target):
 
     def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
                     ) -> tuple[int, list[str]]:
+        if self.caller_hangs_up:
+            good, problems, self._last_rowid, paths = check_ivr_calls(
+                self.data_dir, self._last_rowid, expected, 0.5 * prompt_s, self.key, evidence)
+            for path, n in paths.items():
+                self.paths[path] = self.paths.get(path, 0) + n
+            return good, problems
         good, problems, self._last_rowid = check_server_calls(self.data_dir, self._last_rowid, expected,
                                                               prompt_s, evidence)
         return good, problems
 
 
 class Floor(Target):
+    """bench/bare_engine.py playing ``prompt``. A step's calls must leave recordings of at least
+    ``min_share`` of the call's length (the prompt's, when the floor hangs up at its end)."""
+
     name = "floor"
 
-    def __init__(self, work: Path, prompt: Path, ports: set[int]) -> None:
+    def __init__(self, work: Path, prompt: Path, ports: set[int], min_share: float = 0.8) -> None:
+        self.min_share = min_share
         self.rec_dir = work / "floor-recordings"
         self.rec_dir.mkdir()
         self.sip_port = free_udp_port(ports)
@@ -201,7 +224,7 @@ class Floor(Target):
 
     def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
                     ) -> tuple[int, list[str]]:
-        return check_floor_recordings(self.rec_dir, expected, prompt_s, evidence)
+        return check_floor_recordings(self.rec_dir, expected, prompt_s, evidence, self.min_share)
 
 
 def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only asked for paths here
@@ -209,12 +232,14 @@ def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only
 
 
 # -- the prompt --------------------------------------------------------------------------------------------
-def prompt_text() -> str:
-    """The bench flow's one prompt (the server renders it into its prompt cache at start-up)."""
-    settings = load_settings(CONFIG)
-    assert settings.default_flow is not None
+def prompt_text(config: Path = CONFIG, only: bool = True) -> str:
+    """The bench flow's one prompt (the server renders it into its prompt cache at start-up); with
+    ``only=False`` the first of the default flow's prompts (the demo flow's welcome)."""
+    settings = load_settings(config)
+    if settings.default_flow is None:
+        raise RuntimeError(f"{config}: [ivr] default_flow is not set")
     texts = [p.say for p in load_flow(settings.default_flow).prompts() if p.say]
-    if len(texts) != 1:
+    if not texts or (only and len(texts) != 1):
         raise RuntimeError(f"{settings.default_flow}: the bench flow must have exactly one prompt")
     return texts[0]
 
@@ -223,12 +248,15 @@ def prompt_text() -> str:
 
 # -- SIPp ---------------------------------------------------------------------------------------------------
 class Sipp:
-    """SIPp runs of bench/uac_capacity.xml (with -rtp_echo) against a target; the ones still
-    running are killed by kill_all()."""
+    """SIPp runs of ``scenario`` (bench/uac_capacity.xml by default; with -rtp_echo and the
+    ``extra`` arguments, e.g. ``-set key_ms 2000``) against a target; the ones still running are
+    killed by kill_all()."""
 
-    def __init__(self, ports: set[int]) -> None:
+    def __init__(self, ports: set[int], scenario: Path = SCENARIO, extra: Sequence[str] = ()) -> None:
         self.port = free_udp_port(ports)
         self.media_port = free_media_port(ports)
+        self.scenario = scenario
+        self.extra = list(extra)
         self.running: list[subprocess.Popen[Any]] = []
 
     def start(self, target: Target, calls: int, limit: int, rate: float, prompt_s: float, out: Path,
@@ -238,11 +266,11 @@ class Sipp:
         waves = -(-calls // limit)
         expected = waves * (prompt_s + limit / rate) + 5
         timeout = expected * 1.5 + 60
-        cmd = ["sipp", "-sf", str(SCENARIO), "-s", "ivr", f"{HOST}:{target.sip_port}", "-i", HOST,
+        cmd = ["sipp", "-sf", str(self.scenario), "-s", "ivr", f"{HOST}:{target.sip_port}", "-i", HOST,
                "-p", str(port or self.port), "-mp", str(media or self.media_port), "-rtp_echo",
                "-m", str(calls), "-l", str(limit), "-r", f"{rate:g}", "-timeout", f"{timeout:.0f}s",
                "-timeout_error", "-nostdin", "-trace_stat", "-stf", "stat.csv", "-fd", "1",
-               "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log"]
+               "-trace_rtt", "-rtt_freq", "1", "-trace_err", "-error_file", "errors.log", *self.extra]
         (out / "command.txt").write_text(" ".join(cmd) + "\n")
         with (out / "sipp.out").open("wb") as log:
             proc = subprocess.Popen(cmd, cwd=out, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

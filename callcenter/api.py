@@ -32,6 +32,7 @@ class ApiContext:
     active_calls: Callable[[], int]
     db: "Database | None" = None              # default: the calls repository's
     flows: "FlowDirectory | None" = None      # reloaded after a deploy or rollback through the API
+    phrase_check: Any = None                  # ivr.flow.PhraseCheck: speech phrases checked at deploy
 
 
 class Health(BaseModel):
@@ -42,8 +43,10 @@ class Health(BaseModel):
 class CallOut(BaseModel):
     id: str
     sip_call_id: str
-    caller: str
-    callee: str
+    caller: str                     # the caller's number (P-Asserted-Identity, else From)
+    caller_name: str                # their display name, "" if none
+    caller_uri: str                 # the From header as it came (cleaned)
+    callee: str                     # the dialled number (the Request-URI's user part)
     remote_address: str
     flow: str
     codec: str

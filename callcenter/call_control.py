@@ -8,14 +8,16 @@ listens to (in-band DTMF, speech) comes from the call's tap (callcenter/call_aud
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ivr import actions as act
 from ivr import events as ivr_ev
+from ivr.exceptions import CallGoneError
 from voice.engine import Engine
 from voice.exceptions import CallGone, EngineStopped
 
@@ -35,7 +37,7 @@ class EngineCallControl:
         self.events = events
         self.data_dir = data_dir
         self.audio = audio
-        self._spawn = spawn                  # the service's task set: writes finish even after the call
+        self._spawn = spawn                  # the service's task set: voicemails are saved even after the call
         self._save_voicemail = save_voicemail
         self.voicemail: tuple[str, Path] | None = None   # (mailbox, path) while recording one
         self.recording_paused = False
@@ -43,10 +45,12 @@ class EngineCallControl:
         self.caller_number = caller_number
 
     async def play(self, path: Path) -> int:
-        return await self.engine.play(self.handle, str(path))
+        async with _gone():
+            return await self.engine.play(self.handle, str(path))
 
     async def stop_playback(self, playback: int) -> None:
-        await self.engine.stop_playback(self.handle, playback)
+        async with _gone():
+            await self.engine.stop_playback(self.handle, playback)
 
     async def hangup(self) -> None:
         try:
@@ -56,7 +60,8 @@ class EngineCallControl:
 
     async def pause_recording(self) -> None:
         if not self.recording_paused:
-            await self.engine.pause_recording(self.handle)
+            async with _gone():
+                await self.engine.pause_recording(self.handle)
             self.recording_paused = True
             self._write("RECPAUSE", {})
 
@@ -75,7 +80,8 @@ class EngineCallControl:
         path = self.data_dir / "voicemail" / _safe(mailbox) / f"{now:%Y}" / f"{now:%m}" / (
             f"{self.call_id}-{self._voicemails}.wav")
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        await self.engine.record(self.handle, str(path))
+        async with _gone():
+            await self.engine.record(self.handle, str(path))
         self.voicemail = (mailbox, path)
         self._write("VOICEMAIL_START", {"mailbox": mailbox})
 
@@ -84,8 +90,10 @@ class EngineCallControl:
             return 0.0
         mailbox, path = self.voicemail
         self.voicemail = None
-        seconds = await self.engine.stop_recording(self.handle, str(path))
-        self._spawn(self._save_voicemail(mailbox, path, self.call_id, self.caller_number), f"voicemail-{self.call_id}")
+        async with _gone():
+            seconds = await self.engine.stop_recording(self.handle, str(path))
+        self._spawn(self._save_voicemail(mailbox, path, self.call_id, self.caller_number),
+                    f"voicemail-{self.call_id}")
         return seconds
 
     def call_ended(self, recordings: Sequence[str]) -> None:
@@ -98,7 +106,8 @@ class EngineCallControl:
 
     async def transfer(self, target: str) -> None:
         self._write("TRANSFER", {"target": target})
-        await self.engine.transfer(self.handle, target)
+        async with _gone():
+            await self.engine.transfer(self.handle, target)
 
     async def listen(self, listen: int, phrases: Sequence[str], language: str) -> None:
         await self.audio.listen(listen, phrases, language)
@@ -113,16 +122,21 @@ class EngineCallControl:
         return "no_agents"
 
     def trace(self, step: act.Trace, version: str) -> None:
+        if step.event == "VAR" and not step.node:
+            return  # the built-ins set at the start (caller, dialled number...): the calls row has them
         self._write(f"IVR_{step.event}", {"node": step.node, **step.data})
 
     def _write(self, event: str, data: dict[str, Any], queue: str = "") -> None:
-        self._spawn(self._append(event, data, queue), f"event-{self.call_id}")
+        self.events.append_nowait(event, self.call_id, queue=queue, **data)  # in order; a failure is logged
 
-    async def _append(self, event: str, data: dict[str, Any], queue: str) -> None:
-        try:
-            await self.events.append(event, self.call_id, queue=queue, **data)
-        except Exception as exc:
-            log.error("could not store %s", event, extra={"call_id": self.call_id, "error": repr(exc)})
+
+@contextlib.asynccontextmanager
+async def _gone() -> AsyncIterator[None]:
+    """The engine's "this call has ended" in the IVR driver's words."""
+    try:
+        yield
+    except (CallGone, EngineStopped) as exc:
+        raise CallGoneError(str(exc)) from None
 
 
 def _safe(name: str) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,15 +122,15 @@ class CallService:
         log.info("incoming call", extra={**ctx, "caller": inc.caller_number, "to": inc.dialled_number,
                                          "from": inc.remote_address,
                                          "flow": f"{resolved.name}@{resolved.version}" if resolved else "-"})
-        await self._store(call, "call row", self.calls.create(
-            call_id, inc.sip_call_id, inc.caller_number, inc.dialled_number, inc.remote_address,
-            resolved.name if resolved else ""))
-        await self._store(call, "caller", self.calls.update(
-            call_id, caller_name=inc.caller_name, caller_uri=inc.caller,
-            flow_version=resolved.version if resolved else None))
-        await self._store(call, "CALLSTART", self.events.append(
-            "CALLSTART", call_id, caller=inc.caller_number, callee=inc.dialled_number, sip_call_id=inc.sip_call_id,
-            flow=resolved.name if resolved else "", flow_version=resolved.version if resolved else None))
+        # Per-call writes are queued, not awaited: the database commits them in order, in batches
+        # (callcenter/storage/db.py), and logs a failed one with the call id; the call goes on.
+        version = resolved.version or None if resolved else None  # (0: the default flow, from a file)
+        self.calls.create_nowait(call_id, inc.sip_call_id, inc.caller_number, inc.dialled_number, inc.remote_address,
+                                 resolved.name if resolved else "", caller_name=inc.caller_name,
+                                 caller_uri=inc.caller, flow_version=version)
+        self.events.append_nowait("CALLSTART", call_id, caller=inc.caller_number, callee=inc.dialled_number,
+                                  sip_call_id=inc.sip_call_id, flow=resolved.name if resolved else "",
+                                  flow_version=version)
         try:
             if resolved is None:
                 call.refused = True
@@ -179,8 +179,8 @@ class CallService:
                 call.driver.transfer_done(event.ok, f"{event.status} {event.reason}".strip())
         elif isinstance(event, CallAnswered):
             call.answered = True
-            await self._store(call, "answer time", self.calls.update(call.id, answered_at=utcnow()))
-            await self._store(call, "ANSWER", self.events.append("ANSWER", call.id))
+            self.calls.update_nowait(call.id, answered_at=utcnow())
+            self.events.append_nowait("ANSWER", call.id)
         elif isinstance(event, MediaReady):
             if call.recording is None:
                 await self._start_recording(call, event.codec)
@@ -189,9 +189,9 @@ class CallService:
         elif isinstance(event, CallHeld):
             # The flow goes on while the caller holds (prompts play unheard, the recording
             # records silence): see docs/sip.md.
-            await self._store(call, "HOLD", self.events.append("HOLD" if event.held else "UNHOLD", call.id))
+            self.events.append_nowait("HOLD" if event.held else "UNHOLD", call.id)
         elif isinstance(event, TransferRefused):
-            await self._store(call, "REFER", self.events.append("TRANSFER_REFUSED", call.id, target=event.target))
+            self.events.append_nowait("TRANSFER_REFUSED", call.id, target=event.target)
 
     async def _start_flow(self, call: _CallState, media: MediaReady) -> None:
         assert call.resolved is not None
@@ -243,18 +243,10 @@ class CallService:
             raise
         except (EngineError, OSError) as exc:
             log.error("recording failed to start", extra={"call_id": call.id, "error": str(exc)})
-            await self._store(call, "codec", self.calls.update(call.id, codec=codec))
+            self.calls.update_nowait(call.id, codec=codec)
             return
         call.recording = path
-        await self._store(call, "recording path", self.calls.update(
-            call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir))))
-
-    async def _store(self, call: _CallState, what: str, write: Awaitable[None]) -> None:
-        """Database writes never end a call: a failure (a full disk, say) is logged and the call goes on."""
-        try:
-            await write
-        except Exception as exc:
-            log.error("could not store %s", what, extra={"call_id": call.id, "error": repr(exc)})
+        self.calls.update_nowait(call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir)))
 
     async def _hangup(self, call: _CallState, code: int) -> None:
         try:
@@ -302,9 +294,8 @@ class CallService:
                               recording_seconds=round(done.seconds, 3))
             else:
                 fields["recording_path"] = None
-        await self._store(call, "call end", self.calls.update(call.id, **fields))
-        await self._store(call, "CALLEND", self.events.append(
-            "CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"]))
+        self.calls.update_nowait(call.id, **fields)
+        self.events.append_nowait("CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"])
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
 

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import httpx
 
 from .exceptions import AuthError, ConfigError
+from .recognizer import phrase_checker
 from .settings import Settings, check_data_dir, load_settings, with_overrides
 from .storage.db import Database
 from .storage.flows import (
@@ -55,6 +56,7 @@ def add_parsers(flow: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the flow subcommands to ``flow`` (``common`` adds --config/--data-dir)."""
     fv = flow.add_parser("validate", help="check flow files; problems print file:line: message")
+    common(fv)  # (--config: the [asr] recognizer whose vocabulary speech nodes are checked against)
     fv.add_argument("files", nargs="+", type=Path)
     fs = flow.add_parser("schema", help="print the JSON Schema of flow files (for editors)")
     fs.add_argument("--out", type=Path, help="write it to this file instead")
@@ -118,8 +120,10 @@ def validate(args: argparse.Namespace) -> int:
             status = 1
     # Subflow nodes may name any flow given on this command line (and deployed ones, checked at deploy).
     names = {n for n in (peek_name(t) for t in texts.values()) if n}
+    phrase_check = phrase_checker(_settings(args))
     for f, text in texts.items():
-        flow, problems = check_flow(text, file=str(f), base_dir=f.parent, known_flows=names or None)
+        flow, problems = check_flow(text, file=str(f), base_dir=f.parent, known_flows=names or None,
+                                    phrase_check=phrase_check)
         for p in problems:
             print(p, file=sys.stderr)
         errors = sum(p.severity != "warning" for p in problems)
@@ -273,8 +277,9 @@ def _version_json(v: FlowVersion) -> dict[str, Any]:
 class DbBackend:
     """The same operations straight on the data directory's database (one short connection each)."""
 
-    def __init__(self, data_dir: Path, why: str = "") -> None:
+    def __init__(self, data_dir: Path, why: str = "", phrase_check: Any = None) -> None:
         self.data_dir = check_data_dir(data_dir)
+        self.phrase_check = phrase_check
         self.where = f"data directory {self.data_dir}{why}"
         try:
             self.by = f"cli:{getpass.getuser()}"
@@ -295,8 +300,8 @@ class DbBackend:
         return asyncio.run(go())
 
     def deploy(self, text: str, file: str, number: str | None, comment: str, source_dir: str) -> dict[str, Any]:
-        result = self._run(lambda db: FlowRepo(db).deploy(text, file=file, number=number, comment=comment,
-                                                           by=self.by, source_dir=source_dir))
+        result = self._run(lambda db: FlowRepo(db, self.phrase_check).deploy(
+            text, file=file, number=number, comment=comment, by=self.by, source_dir=source_dir))
         prev = {"flow": result.previous[0], "version": result.previous[1]} if result.previous else None
         return {"name": result.name, "version": result.version, "sha256": result.sha256, "created": result.created,
                 "number": result.number, "previous": prev, "warnings": result.warnings}
@@ -377,7 +382,7 @@ def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
         if args.server:
             raise ConfigError(f"no server answers at {url} ({exc.__class__.__name__})") from None
         try:
-            return DbBackend(settings.data_dir, f" (no server answers at {url})")
+            return DbBackend(settings.data_dir, f" (no server answers at {url})", phrase_checker(settings))
         except ConfigError as cexc:
             raise ConfigError(f"no server answers at {url}, and {cexc}") from None
     if r.status_code != 200 or not isinstance(_json(r), dict) or _json(r).get("status") != "ok":

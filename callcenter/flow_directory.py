@@ -19,6 +19,7 @@ Keeping the snapshot fresh:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,10 @@ class FlowDirectory:
             return None
         base = Path(stored.source_dir) if stored.source_dir else self._base_dir
         try:  # (in a thread: a large flow takes milliseconds to check, and calls are running)
-            flow = await asyncio.to_thread(parse_flow, stored.text, f"{name}@{version}", base)
+            # (audio files are checked at deploy; one deleted since plays the fallback tone, the
+            # version still loads)
+            flow = await asyncio.to_thread(
+                functools.partial(parse_flow, stored.text, f"{name}@{version}", base, check_audio=False))
         except Exception as exc:  # a stored version this loader refuses must not stop the server
             log.error("stored flow version does not load", extra={"flow": name, "version": version, "error": str(exc)})
             self._broken.add(key)

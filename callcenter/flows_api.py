@@ -152,7 +152,7 @@ def _valid_number(number: str) -> str:
 
 def build_router(ctx: ApiContext) -> APIRouter:
     db = ctx.db or ctx.calls.db
-    flows, numbers, voicemails = FlowRepo(db), NumberRepo(db), VoicemailRepo(db)
+    flows, numbers, voicemails = FlowRepo(db, ctx.phrase_check), NumberRepo(db), VoicemailRepo(db)
     admin = require()
     listeners = require("supervisor")
     router = APIRouter()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from asr.config import AsrConfig
+from asr.engines import check_phrases
 from asr.session import PhraseHeard, SpeechBegan, SpeechEvent
 from asr.streaming import Listener, StreamingRecognizer
 
@@ -46,9 +47,17 @@ class _CallListener:
         await self._listener.close()
 
 
-def open_recognizer(settings: Settings) -> SpeechRecognizer:
+def asr_config(settings: Settings) -> AsrConfig:
     if settings.asr_engine == "vosk":
-        config = AsrConfig(engine="vosk", vosk_model=settings.vosk_model)
-    else:
-        config = AsrConfig(engine="pocketsphinx")
-    return SpeechRecognizer(config)
+        return AsrConfig(engine="vosk", vosk_model=settings.vosk_model)
+    return AsrConfig(engine="pocketsphinx")
+
+
+def open_recognizer(settings: Settings) -> SpeechRecognizer:
+    return SpeechRecognizer(asr_config(settings))
+
+
+def phrase_checker(settings: Settings) -> Callable[[Sequence[str], str], list[str]]:
+    """For flow validation: the words of a speech node's phrases the configured recognizer lacks."""
+    config = asr_config(settings)
+    return lambda phrases, language: check_phrases(config, phrases, language)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ivr.exceptions import FlowError, IvrError
+from ivr.exceptions import FlowError
 from ivr.flow import load_flow
 from ivr.http import FlowHttpClient
 from ivr.nodes import Flow
@@ -32,7 +32,7 @@ from .api import ApiContext, create_app
 from .calls import CallService, IvrOptions
 from .exceptions import StartupError
 from .flow_directory import FlowDirectory
-from .recognizer import open_recognizer
+from .recognizer import open_recognizer, phrase_checker
 from .recovery import recover
 from .settings import Settings, check_data_dir
 from .storage.db import Database
@@ -119,10 +119,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     write_tones(prompts, rate)
     flows = [r.flow for r in {id(r): r for r in [directory.default, *map(directory.resolve, directory.numbers)]
                               if r is not None}.values()]
-    try:
-        await prompts.render_all(static_prompts(flows))
-    except IvrError as exc:
-        raise StartupError(str(exc)) from None
+    await prompts.render_all(static_prompts(flows))  # (a prompt that fails is logged: calls hear a tone)
 
     http_sock = _bind_http(settings.http_host, settings.http_port)
     engine = Engine(settings.engine)
@@ -140,7 +137,8 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
                           data_dir, options)
     app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active,
-                                db=db, flows=directory), demo_crm=settings.demo_crm)
+                                db=db, flows=directory, phrase_check=phrase_checker(settings)),
+                     demo_crm=settings.demo_crm)
     http = _Uvicorn(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
 
     stop = asyncio.Event()

@@ -28,7 +28,7 @@ class Settings:
     prompt_voice: str = ""
     prompt_wpm: int = 160
     prompt_cache: Path | None = None   # None: <data_dir>/prompts
-    prompt_voices: dict[str, str] = field(default_factory=lambda: {"en": "", "zh": "cmn"})
+    prompt_voices: dict[str, str] = field(default_factory=lambda: {"zh": "cmn"})  # language -> voice (en: prompt_voice)
     asr_engine: str = "pocketsphinx"
     vosk_model: Path | None = None
     log_level: str = "info"
@@ -167,7 +167,7 @@ def load_settings(config: Path | None) -> Settings:
         demo_crm=_typed("ivr", "demo_crm", ivr.get("demo_crm", False), bool),
         prompt_voice=_typed("prompts", "voice", prompts.get("voice", ""), str),
         prompt_wpm=_typed("prompts", "words_per_minute", prompts.get("words_per_minute", 160), int),
-        prompt_voices={"en": "", "zh": "cmn", **voices},
+        prompt_voices={"zh": "cmn", **voices},
         prompt_cache=path("prompts", "cache_dir", prompts["cache_dir"]) if prompts.get("cache_dir") else None,
         asr_engine=engine_name,
         vosk_model=vosk_model,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 
 from . import actions as act
 from . import events as ev
+from .exceptions import CallGoneError, NotJsonReply
 from .machine import FlowMachine
 from .nodes import Flow
 
@@ -34,7 +36,9 @@ HTTP_BODY_LIMIT = 256 * 1024  # bytes of a reply the driver reads at most
 
 
 class CallControl(Protocol):
-    """The telephony side of one call, as the driver needs it (callcenter/calls.py implements it)."""
+    """The telephony side of one call, as the driver needs it (callcenter/call_control.py implements it).
+
+    Any method may raise ``CallGoneError`` once the call has ended: the driver then stops quietly."""
 
     async def play(self, path: Path) -> int: ...                 # returns a playback id (PlaybackDone later)
     async def stop_playback(self, playback: int) -> None: ...
@@ -62,10 +66,29 @@ class HttpClient(Protocol):
                       timeout_s: float) -> tuple[int, Any]: ...   # (status, decoded JSON or None)
 
 
+_URI = re.compile(r"^(?P<scheme>sips?|tel):(?:(?P<user>[^@;?]*)@)?(?P<host>[^;?]*)(?P<params>;[^?]*)?$",
+                  re.IGNORECASE)
+
+
 def transfer_allowed(target: str, patterns: Sequence[str]) -> bool:
-    """``target`` matches one of the glob ``patterns`` ([ivr] transfer_allow); empty: nothing is."""
-    t = target.strip().lower()
-    return any(fnmatch.fnmatchcase(t, p.strip().lower()) for p in patterns)
+    """``target`` matches one of ``patterns`` ([ivr] transfer_allow); empty: nothing is allowed.
+
+    Both are split into scheme, user and host[:port]; the scheme must be equal, and the user and the
+    host each match the pattern's glob on their own (so ``sip:*@pbx.example.com`` allows any user at
+    that host, never ``sip:x@evil.example;@pbx.example.com``). URI parameters (``;transport=tcp``) are
+    not compared; a target with URI headers (``?...``) is never allowed.
+    """
+    t = _URI.match(target.strip())
+    if t is None:
+        return False
+    for pattern in patterns:
+        p = _URI.match(pattern.strip())
+        if p is None or p["scheme"].lower() != t["scheme"].lower():
+            continue
+        if fnmatch.fnmatchcase((t["user"] or "").lower(), (p["user"] or "").lower()) and \
+                fnmatch.fnmatchcase(t["host"].lower(), p["host"].lower()):
+            return True
+    return False
 
 
 class FlowDriver:
@@ -149,7 +172,8 @@ class FlowDriver:
         for i, action in enumerate(actions):
             try:
                 await self._do(action)
-            except _CallOver:
+            except (_CallOver, CallGoneError):
+                self.closed = True
                 return
             except Exception as exc:
                 if self.closed:
@@ -211,7 +235,13 @@ class FlowDriver:
                 log.warning("transfer target not allowed", extra={**self._ctx(), "target": a.target})
                 self.post(ev.TransferResult(now=self.clock(), ok=False, reason="not allowed by [ivr] transfer_allow"))
             else:
-                await self.control.transfer(a.target)
+                try:
+                    await self.control.transfer(a.target)
+                except CallGoneError:
+                    raise
+                except Exception as exc:  # a target the SIP stack refuses (a bad templated URI): the node's error
+                    log.warning("transfer failed", extra={**self._ctx(), "target": a.target, "error": str(exc)})
+                    self.post(ev.TransferResult(now=self.clock(), ok=False, reason=_describe(exc)))
         elif isinstance(a, act.EndCall):
             self.closed = True
             await self.control.hangup()
@@ -271,11 +301,12 @@ class FlowDriver:
             result = ev.HttpResult(now=self.clock(), request=a.request, status=None, error="timeout")
         except asyncio.CancelledError:
             raise
+        except NotJsonReply as exc:
+            result = ev.HttpResult(now=self.clock(), request=a.request, status=exc.status, error="not JSON")
         except Exception as exc:
             result = ev.HttpResult(now=self.clock(), request=a.request, status=None, error=_describe(exc))
-        else:
-            result = ev.HttpResult(now=self.clock(), request=a.request, status=status, body=body,
-                                   error="" if body is not None or not 200 <= status < 300 else "not JSON")
+        else:  # (an empty reply has body None: fine for a webhook, an error for a node that maps results)
+            result = ev.HttpResult(now=self.clock(), request=a.request, status=status, body=body)
         if not self.closed:
             self.post(result)
 

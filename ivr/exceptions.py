@@ -5,7 +5,9 @@ IvrError
 ├── TemplateError    a ``{variable}`` template is malformed (carries the column)
 ├── ExpressionError  a branch condition is malformed (carries the column)
 ├── HoursError       a weekly business-hours table is malformed (carries the offending day key)
-└── PromptError      a prompt could not be rendered to audio
+├── PromptError      a prompt could not be rendered to audio
+├── CallGoneError    the call ended while the driver was acting on it (not a failure: the driver stops)
+└── NotJsonReply     an `http` node's server answered with a body that is not JSON
 """
 
 from __future__ import annotations
@@ -61,3 +63,15 @@ class HoursError(IvrError, ValueError):
 
 class PromptError(IvrError):
     """A prompt could not be rendered (text-to-speech engine missing or failed)."""
+
+
+class CallGoneError(IvrError):
+    """The call ended (or the engine stopped) under the driver: what it was doing no longer matters."""
+
+
+class NotJsonReply(IvrError):
+    """An `http` node's reply had a body, and it is not JSON (``status``: the HTTP status)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}: the reply is not JSON")
+        self.status = status

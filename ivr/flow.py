@@ -31,9 +31,10 @@ Anchors, aliases and ``<<`` merge keys work (e.g. to share retry settings betwee
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -386,12 +387,20 @@ def _entries(data: dict[str, Any], key: str) -> list[tuple[str, Any]]:
 
 # -- the public API -----------------------------------------------------------------------------------
 
+PhraseCheck = Callable[[Sequence[str], str], list[str]]  # (phrases, language) -> words the recognizer lacks
+
+
 def check_flow(text: str, file: str = "<flow>", base_dir: Path | None = None,
-               known_flows: Collection[str] | None = None) -> tuple[Flow | None, list[FlowError]]:
+               known_flows: Collection[str] | None = None, *,
+               check_audio: bool = True,
+               phrase_check: PhraseCheck | None = None) -> tuple[Flow | None, list[FlowError]]:
     """Every problem of a flow text, errors and warnings (``severity``) sorted by line.
 
     Returns the Flow only when there is no error (warnings allowed), else None. ``base_dir`` is where
-    audio files are looked for (None: not checked); with ``known_flows``, subflow targets must be in it.
+    audio files are looked for (None, or ``check_audio`` False: not checked) and where the flow's
+    relative audio paths resolve at run time; with ``known_flows``, subflow targets must be in it.
+    ``phrase_check`` (the composition root's speech recognizer) names the words of each speech node's
+    phrases it cannot recognize: each is an error, as is a language it raises for.
     """
     try:
         doc = _read(text, file)
@@ -407,15 +416,37 @@ def check_flow(text: str, file: str = "<flow>", base_dir: Path | None = None,
     flow = builder.flow(broken)
     problems += builder.problems
     if not structural:
-        problems += validate_flow(flow, base_dir=base_dir, known_flows=known_flows, locate=doc.line)
+        problems += validate_flow(flow, base_dir=base_dir if check_audio else None, known_flows=known_flows,
+                                  locate=doc.line)
+        if phrase_check is not None:
+            problems += _speech_problems(flow, file, phrase_check)
+    if base_dir is not None:
+        flow = dataclasses.replace(flow, base_dir=str(base_dir))
     unique = list({(e.line, e.severity, e.message): e for e in problems}.values())
     unique.sort(key=lambda e: e.line)
     return (None if any(e.severity == "error" for e in unique) else flow), unique
 
 
-def parse_flow(text: str, file: str = "<flow>", base_dir: Path | None = None) -> Flow:
+def _speech_problems(flow: Flow, file: str, check: PhraseCheck) -> list[FlowError]:
+    out = []
+    for node in flow.nodes.values():
+        if not isinstance(node, SpeechNode) or not node.phrases:
+            continue
+        language = node.language or flow.language
+        try:
+            unknown = check(list(node.phrases), language)
+        except Exception as exc:  # (an engine without that language, a phrase it refuses)
+            out.append(FlowError(file, node.line, f"node {node.id!r}: the speech recognizer cannot listen: {exc}"))
+            continue
+        if unknown:
+            out.append(FlowError(file, node.line, f"node {node.id!r}: the speech recognizer does not know "
+                                 f"{', '.join(map(repr, unknown))} (use words of its dictionary)"))
+    return out
+
+
+def parse_flow(text: str, file: str = "<flow>", base_dir: Path | None = None, *, check_audio: bool = True) -> Flow:
     """The Flow of a YAML text; raises FlowError (its first error) if it is invalid. Warnings are dropped."""
-    flow, problems = check_flow(text, file, base_dir)
+    flow, problems = check_flow(text, file, base_dir, check_audio=check_audio)
     if flow is None:
         raise next(e for e in problems if e.severity == "error")
     return flow

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from .exceptions import NotJsonReply
+
 USER_AGENT = "callcenter-ivr/0.1"
 
 
@@ -37,16 +39,17 @@ class FlowHttpClient:
                     body += chunk
                     if len(body) > self.max_bytes:
                         raise ReplyTooLarge(f"reply larger than {self.max_bytes} bytes")
-                return reply.status_code, _decode(bytes(body))
+                return reply.status_code, _decode(reply.status_code, bytes(body))
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
 
-def _decode(body: bytes) -> Any:
+def _decode(status: int, body: bytes) -> Any:
+    """The JSON of a reply; None for an empty one (a 204); NotJsonReply for anything else."""
     if not body.strip():
         return None
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return None
+        raise NotJsonReply(status) from None

@@ -51,6 +51,7 @@ Decisions the node docs (ivr/nodes.py) leave open:
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from . import actions as act
 from . import events as ev
@@ -88,8 +89,8 @@ from .nodes import (
     TransferNode,
     VoicemailNode,
 )
+from .template import format_value, render
 from .template import names as template_names
-from .template import render
 
 __all__ = ["APOLOGY", "MAX_STEPS", "Action", "Event", "FlowMachine", "FlowRuntimeError", "convert"]
 
@@ -343,10 +344,12 @@ class FlowMachine(InputNodes):
 
     def _http(self, node: HttpNode) -> None:
         values = self.variables
+        # Values go into the URL percent-encoded (a caller number's "+", a "/" or "?" in collected text).
+        quoted = {k: quote(format_value(v), safe="") for k, v in values.items()}
         self._request = self._id()
-        self._request_url = render(node.url, values, self._sensitive)
+        self._request_url = render(node.url, quoted, self._sensitive)
         body = {k: render(v, values) for k, v in node.body.items()} if node.method == "POST" else None
-        self._emit(act.HttpRequest(self._request, node.method, render(node.url, values),
+        self._emit(act.HttpRequest(self._request, node.method, render(node.url, quoted),
                                    {k: render(v, values) for k, v in node.headers.items()}, body, node.timeout))
         self._start_timer(self._now + node.timeout + HTTP_MARGIN)
 

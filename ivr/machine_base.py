@@ -187,8 +187,10 @@ class MachineBase:
 
     def _play(self, prompt: Prompt, barge_in: bool = False) -> None:
         audio = prompt.audio
-        if audio and not os.path.isabs(audio) and self._current.source:
-            audio = os.path.abspath(os.path.join(os.path.dirname(self._current.source), audio))
+        if audio and not os.path.isabs(audio):
+            base = self._current.base_dir or os.path.dirname(self._current.source)
+            if base:
+                audio = os.path.abspath(os.path.join(base, audio))
         self._prompt = self._id()
         self._emit(act.Play(
             self._prompt, self.node or "", text=render(prompt.say, self.variables) if prompt.say else None,

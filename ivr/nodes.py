@@ -249,7 +249,8 @@ class Flow:
     hours: dict[str, Schedule] = field(default_factory=dict)
     on_error: str | None = None      # where a call goes after an internal error (apology first)
     description: str = ""
-    source: str = ""                 # the file it was loaded from ("" if built in memory)
+    source: str = ""                 # the file it was loaded from, or "name@version" ("" if built in memory)
+    base_dir: str = ""               # the folder relative `audio` paths resolve against ("": the source's)
 
     def targets(self, node: Node) -> list[str]:
         """Every node id ``node`` can lead to (for validation and coverage)."""

@@ -117,12 +117,19 @@ class PromptCache:
         return path
 
     async def render_all(self, prompts: Iterable[str | tuple[str, str, str | None, int | None]]) -> list[Path]:
-        """Render ahead of calls: texts, or (text, language, voice, rate) tuples."""
+        """Render ahead of calls: texts, or (text, language, voice, rate) tuples.
+
+        One that fails is logged and skipped: calls then hear the fallback tone in its place (and the
+        next call tries to render it again)."""
         todo = list(dict.fromkeys((p, "", None, None) if isinstance(p, str) else p for p in prompts))
         out = []
         for i, (text, language, voice, rate) in enumerate(todo, 1):
             fresh = not self.path_for(text, self.voice_for(language, voice), rate or self.words_per_minute).exists()
-            out.append(await self.render(text, language, voice, rate))
+            try:
+                out.append(await self.render(text, language, voice, rate))
+            except PromptError as exc:
+                log.error("prompt %d/%d cannot be rendered: %s", i, len(todo), exc)
+                continue
             if fresh:
                 log.info("prompt rendered %d/%d: %s", i, len(todo), out[-1].name)
         return out

@@ -33,7 +33,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 NUMBER_RE = re.compile(r"^[A-Za-z0-9+*#_.-]{1,64}$")
 RESERVED_NAMES = frozenset({"schema"})   # /api/flows/schema is the JSON Schema
 IVR_EVENTS = ("IVR_NODE", "IVR_KEY", "IVR_SPEECH", "IVR_VAR", "IVR_HTTP", "IVR_TIMEOUT", "IVR_NOMATCH",
-              "IVR_ERROR")
+              "IVR_ERROR", "IVR_QUEUE", "IVR_TRANSFER", "IVR_VOICEMAIL")  # (the path lists every IVR_* event)
 
 
 class FlowStoreError(CallCenterError):
@@ -163,7 +163,8 @@ def peek_name(text: str) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def validate_text(text: str, file: str, base_dir: str | None, known_flows: set[str]) -> tuple[str, list[str]]:
+def validate_text(text: str, file: str, base_dir: str | None, known_flows: set[str],
+                  phrase_check: Any = None) -> tuple[str, list[str]]:
     """Check ``text`` as a flow: (its name, warnings); InvalidFlowError with every error otherwise."""
     from ivr.flow import check_flow  # the flow loader (ivr/), imported where it is needed
 
@@ -173,7 +174,8 @@ def validate_text(text: str, file: str, base_dir: str | None, known_flows: set[s
         raise InvalidFlowError([f"{file}:1: the flow is larger than {MAX_FLOW_BYTES // 1024} KiB"])
     own = peek_name(text)
     known = set(known_flows) | ({own} if own else set())
-    flow, problems = check_flow(text, file=file, base_dir=Path(base_dir) if base_dir else None, known_flows=known)
+    flow, problems = check_flow(text, file=file, base_dir=Path(base_dir) if base_dir else None, known_flows=known,
+                                phrase_check=phrase_check)
     errors = [str(p) for p in problems if p.severity != "warning"]
     warnings = [str(p) for p in problems if p.severity == "warning"]  # str(): "file:line: warning: ..."
     if flow is None or errors:
@@ -185,8 +187,10 @@ def validate_text(text: str, file: str, base_dir: str | None, known_flows: set[s
 
 
 class FlowRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, phrase_check: Any = None) -> None:
+        """``phrase_check``: ivr.flow.PhraseCheck, the speech recognizer's vocabulary (None: not checked)."""
         self.db = db
+        self.phrase_check = phrase_check
 
     async def get(self, name: str, version: int) -> FlowVersion | None:
         async with self.db.conn.execute(
@@ -255,7 +259,8 @@ class FlowRepo:
             check_number(number)
         async with _write_lock(self.db):
             # (in a thread: checking a large flow takes milliseconds, and calls are running on this loop)
-            name, warnings = await asyncio.to_thread(validate_text, text, file, source_dir or None, await self.names())
+            name, warnings = await asyncio.to_thread(validate_text, text, file, source_dir or None, await self.names(),
+                                                     self.phrase_check)
             stored, created = await self.store(name, text, by=by, comment=comment, source_dir=source_dir)
             previous = None
             if number is not None:
@@ -398,10 +403,9 @@ class IvrPathRepo:
 
     async def path(self, call_id: str) -> list[dict[str, Any]]:
         await self.db.flush()  # events are written through the group-commit queue
-        marks = ", ".join("?" for _ in IVR_EVENTS)
-        async with self.db.conn.execute(
-            f"SELECT at, event, data FROM events WHERE call_id = ? AND event IN ({marks}) ORDER BY id",
-            (call_id, *IVR_EVENTS),
+        async with self.db.conn.execute(  # every IVR_* event: NODE, KEY, QUEUE, TRANSFER, VOICEMAIL...
+            "SELECT at, event, data FROM events WHERE call_id = ? AND event LIKE 'IVR\\_%' ESCAPE '\\' ORDER BY id",
+            (call_id,),
         ) as cur:
             return [{"at": r["at"], "event": r["event"], "data": json.loads(r["data"])} for r in await cur.fetchall()]
 

@@ -32,25 +32,29 @@ def token_hash(token: str) -> str:
 class CallRepo:
     COLUMNS = (
         "id, sip_call_id, caller, callee, remote_address, flow, codec, started_at, answered_at, ended_at, "
-        "disposition, hangup_cause, recording_path, recording_sha256, recording_bytes, recording_seconds"
+        "disposition, hangup_cause, recording_path, recording_sha256, recording_bytes, recording_seconds, "
+        "caller_name, caller_uri"
     )
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    INSERT = ("INSERT INTO calls (id, sip_call_id, caller, callee, remote_address, flow, started_at) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?)")
+    INSERT = ("INSERT INTO calls (id, sip_call_id, caller, callee, remote_address, flow, started_at, "
+              "caller_name, caller_uri, flow_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
     async def create(self, call_id: str, sip_call_id: str, caller: str, callee: str,
-                     remote_address: str, flow: str) -> None:
+                     remote_address: str, flow: str, *, caller_name: str = "", caller_uri: str = "",
+                     flow_version: int | None = None) -> None:
         """Insert the call's row (``started_at`` now) and wait until it is committed."""
-        await self.db.write(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()))
+        await self.db.write(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow(),
+                                          caller_name, caller_uri, flow_version))
 
     def create_nowait(self, call_id: str, sip_call_id: str, caller: str, callee: str,
-                      remote_address: str, flow: str) -> None:
+                      remote_address: str, flow: str, *, caller_name: str = "", caller_uri: str = "",
+                      flow_version: int | None = None) -> None:
         """As :meth:`create` without waiting; a failure is logged with the call id."""
-        self.db.write_nowait(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow()),
-                             what="call row", call_id=call_id)
+        self.db.write_nowait(self.INSERT, (call_id, sip_call_id, caller, callee, remote_address, flow, utcnow(),
+                                           caller_name, caller_uri, flow_version), what="call row", call_id=call_id)
 
     async def update(self, call_id: str, **fields: Any) -> None:
         """Set columns of the call's row and wait until committed (ValueError for no or bad column names)."""

@@ -177,9 +177,12 @@ def test_a_huge_invite_cannot_flood_the_log_and_wire_strings_are_cleaned(tmp_pat
         assert srv.log().count("\n") - before < 60
         assert "\x1b" not in srv.log()
         out = srv.cli("calls", "list")
-        assert out.returncode == 0 and "\x1b" not in out.stdout and "\\x1b" in out.stdout, out.stdout
+        assert out.returncode == 0 and "\x1b" not in out.stdout and "evil" in out.stdout, out.stdout
         [row] = rows(srv)
-        assert "\x1b" not in str(row["caller"])
+        assert row["caller"] == "evil"
+        # The display name is kept, its control characters escaped.
+        [(name, uri)] = srv.query("select caller_name, caller_uri from calls")
+        assert "\x1b" not in name + uri and "\\x1b" in name and name.startswith("Evil"), (name, uri)
         assert_healthy(srv)
     finally:
         assert srv.stop() == 0

@@ -89,13 +89,13 @@ def test_http_request_is_templated_and_its_reply_mapped_into_typed_variables() -
              caller_number="+4412")
     req = c.of(act.HttpRequest)[0]
     assert (req.method, req.url, req.headers, req.body, req.timeout) == (
-        "GET", "http://crm.test/customers/+4412", {"X-Caller": "+4412"}, None, 2)
+        "GET", "http://crm.test/customers/%2B4412", {"X-Caller": "+4412"}, None, 2)
     assert c.of(act.StartTimer)[0].deadline == T0 + 2 + HTTP_MARGIN
     out = c.reply(200, {"customer": {"name": "Ann"}, "account": {"balance": "12.50"}, "flags": ["yes"]})
     assert c.kinds(out) == ["cancel_timer", "play"]
     assert c.m.variables["name"] == "Ann" and c.m.variables["balance"] == 12.5 and c.m.variables["vip"] is True
     assert c.of(act.Play, out)[0].text == "Hello Ann, you owe 12.5."
-    assert c.traces("HTTP")[0].data == {"url": "http://crm.test/customers/+4412", "status": 200, "error": ""}
+    assert c.traces("HTTP")[0].data == {"url": "http://crm.test/customers/%2B4412", "status": 200, "error": ""}
 
 
 def test_http_post_body_is_templated() -> None:
