@@ -16,6 +16,7 @@ import random
 import shutil
 import sqlite3
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -108,9 +109,14 @@ def check_ivr_calls(data_dir: Path, since_rowid: int, expected: int, min_seconds
     an IVR_KEY event for it with source ``rfc4733``. A path is the call's IVR nodes, in order."""
     db = data_dir / "callcenter.db"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
-        rows = conn.execute(
-            "SELECT rowid, id, disposition, hangup_cause, recording_path, recording_seconds FROM calls "
-            "WHERE rowid > ? ORDER BY rowid", (since_rowid,)).fetchall()
+        deadline = time.monotonic() + 5  # the server commits its writes in batches, a little later
+        while True:
+            rows = conn.execute(
+                "SELECT rowid, id, disposition, hangup_cause, recording_path, recording_seconds FROM calls "
+                "WHERE rowid > ? ORDER BY rowid", (since_rowid,)).fetchall()
+            if (len(rows) >= expected and all(r[2] for r in rows)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         ids = [r[1] for r in rows]
         trail: dict[str, list[tuple[str, dict[str, object]]]] = {i: [] for i in ids}
         if ids:

@@ -25,6 +25,7 @@ from .call_audio import CallAudio
 from .storage.repos import EventRepo
 
 log = logging.getLogger("callcenter.calls")
+_EVENT_COLUMNS = frozenset({"at", "call_id", "agent", "event"})  # EventRepo.append's own arguments
 
 
 class EngineCallControl:
@@ -124,7 +125,11 @@ class EngineCallControl:
     def trace(self, step: act.Trace, version: str) -> None:
         if step.event == "VAR" and not step.node:
             return  # the built-ins set at the start (caller, dialled number...): the calls row has them
-        self._write(f"IVR_{step.event}", {"node": step.node, **step.data})
+        data = {"node": step.node, **step.data}
+        queue = str(data.pop("queue", ""))  # (IVR_QUEUE: the events table has a queue column)
+        for key in _EVENT_COLUMNS & data.keys():
+            data[f"{key}_"] = data.pop(key)
+        self._write(f"IVR_{step.event}", data, queue=queue)
 
     def _write(self, event: str, data: dict[str, Any], queue: str = "") -> None:
         self.events.append_nowait(event, self.call_id, queue=queue, **data)  # in order; a failure is logged

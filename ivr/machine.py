@@ -50,6 +50,8 @@ Decisions the node docs (ivr/nodes.py) leave open:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -344,12 +346,10 @@ class FlowMachine(InputNodes):
 
     def _http(self, node: HttpNode) -> None:
         values = self.variables
-        # Values go into the URL percent-encoded (a caller number's "+", a "/" or "?" in collected text).
-        quoted = {k: quote(format_value(v), safe="") for k, v in values.items()}
         self._request = self._id()
-        self._request_url = render(node.url, quoted, self._sensitive)
+        self._request_url = _render_url(node.url, values, self._sensitive)
         body = {k: render(v, values) for k, v in node.body.items()} if node.method == "POST" else None
-        self._emit(act.HttpRequest(self._request, node.method, render(node.url, quoted),
+        self._emit(act.HttpRequest(self._request, node.method, _render_url(node.url, values),
                                    {k: render(v, values) for k, v in node.headers.items()}, body, node.timeout))
         self._start_timer(self._now + node.timeout + HTTP_MARGIN)
 
@@ -457,3 +457,19 @@ class FlowMachine(InputNodes):
             self._emit(act.EndCall(node=self.node or "", reason="error"))
             self._finish("error")
 
+
+
+_BASE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _render_url(url: str, values: Mapping[str, Any], masked: Collection[str] = ()) -> str:
+    """An `http` node's URL: values percent-encoded (a caller number's "+", a "/" or "?" typed or
+    said cannot change the request), except a variable the URL starts with, which is its base
+    (``{server_url}/demo/crm``, ``{crm}/customers/{caller_number}``)."""
+    base = ""
+    m = _BASE.match(url)
+    if m:
+        base = render(m.group(0), values, masked)
+        url = url[m.end():]
+    quoted = {k: quote(format_value(v), safe="") for k, v in values.items()}
+    return base + render(url, quoted, masked)

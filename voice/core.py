@@ -106,6 +106,7 @@ class EngineCore:
         self.account: pj_objects.Account | None = None
         self.log_writer: PjLogWriter | None = None
         self.guard: Any = None  # pj.SipGuard
+        self._trusted_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []  # may assert identities
         self.calls: dict[int, pj_objects.Call] = {}  # engine id -> call
         self._next_call = 1
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
@@ -172,6 +173,17 @@ class EngineCore:
         self.account = pj_objects.Account(self)
         self.account.create(acc_cfg, True)
 
+    def _trusted(self, source: str) -> bool:
+        """Is ``source`` ("ip:port" or "[ip6]:port") in [sip] trusted_peers? (They may assert identities.)"""
+        if not self._trusted_nets:
+            return False
+        host = source.rsplit(":", 1)[0].strip("[]") if source.count(":") == 1 or source.startswith("[") else source
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._trusted_nets)
+
     def _install_guard(self) -> None:
         cfg = self.config
         guard = pj.SipGuard()
@@ -180,6 +192,7 @@ class EngineCore:
         for peer in cfg.trusted_peers:
             net = ipaddress.ip_network(peer, strict=False)
             guard.addTrusted(str(net.network_address), net.prefixlen)
+        self._trusted_nets = [ipaddress.ip_network(p, strict=False) for p in cfg.trusted_peers]
         guard.install()
         self.guard = guard
 
@@ -287,7 +300,9 @@ class EngineCore:
         try:
             ci = call.getInfo()
             call.sip_call_id = ci.callIdString
-            ident = caller_identity(prm.rdata.wholeMsg, ci.remoteUri, ci.localUri)
+            source = str(prm.rdata.srcAddress)
+            ident = caller_identity(prm.rdata.wholeMsg, ci.remoteUri, ci.localUri,
+                                    trust_asserted=self._trusted(source))
             event = IncomingCall(call=call.cid, sip_call_id=clean(ci.callIdString, 256),
                                  caller=clean(ci.remoteUri), callee=clean(ci.localUri),
                                  remote_address=clean(str(prm.rdata.srcAddress), 64),

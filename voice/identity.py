@@ -186,18 +186,20 @@ def read_headers(message: str, wanted: tuple[str, ...]) -> tuple[str, dict[str, 
     return request_uri, found
 
 
-def caller_identity(message: str, fallback_from: str = "", fallback_to: str = "") -> CallerIdentity:
+def caller_identity(message: str, fallback_from: str = "", fallback_to: str = "", *,
+                    trust_asserted: bool = True) -> CallerIdentity:
     """Caller number and name, and the dialled number, of an INVITE (see the module docstring).
 
     ``fallback_from``/``fallback_to``: the From and To URIs as pjsua reports them, used when
-    ``message`` has no From or no parsable Request-URI."""
+    ``message`` has no From or no parsable Request-URI. ``trust_asserted`` False ignores
+    P-Asserted-Identity (RFC 3325: only a trusted peer, a trunk or proxy, may assert an identity)."""
     request_uri, headers = read_headers(message, _FROM + _PAI)
     from_values = headers.get("from", []) + headers.get("f", [])
     sender = parse_name_addr(from_values[0]) if from_values else None
     if sender is None and fallback_from:
         sender = parse_name_addr(fallback_from)
     asserted = [a for v in headers.get("p-asserted-identity", []) for part in split_values(v[:MAX_VALUE])
-                if (a := parse_name_addr(part)) is not None]
+                if (a := parse_name_addr(part)) is not None] if trust_asserted else []
     number = name = ""
     if asserted:
         tel = [a for a in asserted if a.uri.lower().startswith("tel:")]

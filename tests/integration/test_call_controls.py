@@ -377,12 +377,29 @@ async def test_identity_from_the_invite(engine: Engine, tmp_path: Path) -> None:
     assert "+1-555-0100" in inc.caller  # the raw URI stays
     await phone.report()
 
-    phone = await dial(engine, events, tmp_path, "--from", "Alice <sip:alice@127.0.0.1>",
-                       "--header", 'P-Asserted-Identity: "Front Desk" <sip:desk@127.0.0.1>, <tel:+44-20-7946-0000>',
+    # P-Asserted-Identity from a source that is not in trusted_peers is ignored (RFC 3325)...
+    pai = 'P-Asserted-Identity: "Front Desk" <sip:desk@127.0.0.1>, <tel:+44-20-7946-0000>'
+    phone = await dial(engine, events, tmp_path, "--from", "Alice <sip:alice@127.0.0.1>", "--header", pai,
                        user="sales", hangup_after=0.5)
     inc = phone.incoming
-    assert (inc.caller_number, inc.caller_name, inc.dialled_number) == ("+442079460000", "Front Desk", "sales")
+    assert (inc.caller_number, inc.caller_name, inc.dialled_number) == ("alice", "Alice", "sales")
     await phone.report()
+
+
+async def test_identity_asserted_by_a_trusted_peer(tmp_path: Path) -> None:
+    eng = Engine(EngineConfig(host="127.0.0.1", sip_port=free_port(), transports=("udp",), rtp_port=30000,
+                              rtp_port_range=9000, pjsip_log_level=1, trusted_peers=("127.0.0.0/8",)))
+    await eng.start()
+    try:
+        events = Events(eng)
+        pai = 'P-Asserted-Identity: "Front Desk" <sip:desk@127.0.0.1>, <tel:+44-20-7946-0000>'
+        phone = await dial(eng, events, tmp_path, "--from", "Alice <sip:alice@127.0.0.1>", "--header", pai,
+                           user="sales", hangup_after=0.5)
+        inc = phone.incoming
+        assert (inc.caller_number, inc.caller_name, inc.dialled_number) == ("+442079460000", "Front Desk", "sales")
+        await phone.report()
+    finally:
+        await eng.stop()
 
 
 async def test_identity_of_a_hostile_invite_is_cleaned(engine: Engine) -> None:

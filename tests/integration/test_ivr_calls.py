@@ -275,3 +275,25 @@ def test_unknown_number_is_refused_with_404(tmp_path: Path) -> None:
         assert row == ("5550100", "no_flow")
     finally:
         assert srv.stop() == 0
+
+
+def test_demo_flow_in_mandarin_with_a_crm_lookup(tmp_path: Path) -> None:
+    from tests.support.server import DEMO_FLOW
+
+    srv = ServerProcess(tmp_path, DEMO_FLOW.read_text(), ivr_extra="demo_crm = true\n").start()
+    try:
+        report = run_phone(srv.uri, "--dtmf", "2@1.0,1@4.0,1234#@7.0", "--hangup-after", "16")
+        assert report["connected"], report
+        token = srv.token("supervisor")
+        call, path = ivr_path(srv, token)
+        assert nodes(path)[:7] == ["welcome", "language", "chinese", "chinese_menu", "account", "lookup",
+                                   "balance"], path
+        [http] = [e["data"] for e in path if e["event"] == "IVR_HTTP"]
+        assert http["status"] == 200 and http["error"] == "", http
+        values = {e["data"]["name"]: e["data"]["value"] for e in path if e["event"] == "IVR_VAR"}
+        assert values["language"] == "zh" and values["customer_name"] == "Ann Smith" and values["balance"] == 42.5
+        assert values["account"] == "****"
+        assert "1234" not in str(call) + srv.log(), "the sensitive account number leaked"
+    finally:
+        assert srv.stop() == 0
+        assert "Traceback" not in srv.log(), srv.log()[-4000:]
