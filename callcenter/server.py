@@ -13,6 +13,7 @@ import errno
 import logging
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ivr.prompts import PromptCache
 from voice import tones
 from voice.audio import Audio, read_wav, resample, write_wav
 from voice.engine import Engine
-from voice.exceptions import EngineError
+from voice.exceptions import AudioFormatError, EngineError
 
 from .api import ApiContext, create_app
 from .calls import CallService, IvrOptions
@@ -43,7 +44,16 @@ log = logging.getLogger("callcenter.server")
 
 
 def convert_prompt(src: Path, dst: Path, rate: int) -> None:
-    write_wav(dst, resample(read_wav(src), rate))
+    """Any WAV (or other sound file sox reads) -> 16-bit mono PCM at the engine's ``rate``."""
+    try:
+        audio = read_wav(src)
+    except AudioFormatError:  # 8/24/32-bit, float, G.711, ADPCM...: sox converts what read_wav does not
+        out = subprocess.run(["sox", str(src), "-t", "wav", "-e", "signed-integer", "-b", "16", "-c", "1",
+                              "-r", str(rate), str(dst)], capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise AudioFormatError(f"{src}: not a sound file sox can read ({out.stderr.strip()[-200:]})") from None
+        return
+    write_wav(dst, resample(audio, rate))
 
 
 class _Uvicorn(uvicorn.Server):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +60,21 @@ async def test_prompt_failure_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_audio_duration() -> None:
     assert Audio(np.zeros(8000, dtype=np.int16), 8000).duration == 1.0
+
+
+@pytest.mark.parametrize("fmt", [["-b", "24", "-c", "2", "-r", "44100"], ["-e", "mu-law", "-r", "8000"],
+                                 ["-e", "floating-point", "-b", "32", "-r", "16000"]])
+def test_any_wav_an_operator_names_is_converted_to_the_engine_rate(tmp_path: Path, fmt: list[str]) -> None:
+    src = tmp_path / "greeting.wav"
+    subprocess.run(["sox", "-n", *fmt, str(src), "synth", "1.5", "sine", "440"], check=True)
+    convert_prompt(src, tmp_path / "out.wav", 8000)
+    out = read_wav(tmp_path / "out.wav")
+    assert out.rate == 8000 and abs(out.duration - 1.5) < 0.01
+    assert abs(dominant_frequency(out) - 440) < 10
+
+
+def test_a_file_that_is_not_sound_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "greeting.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 4)
+    with pytest.raises(AudioFormatError, match="greeting.wav"):
+        convert_prompt(bad, tmp_path / "out.wav", 8000)

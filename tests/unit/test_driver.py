@@ -76,6 +76,7 @@ class MemoryCall:
         self.ref[0].transfer_done(True, "200 OK")
 
     async def listen(self, listen: int, phrases: Sequence[str], language: str) -> None:
+        self._check("listen")
         self.log.append(("listen", tuple(phrases)))
 
     async def stop_listening(self, listen: int) -> None:
@@ -208,6 +209,33 @@ async def test_a_prompt_that_cannot_be_rendered_plays_the_fallback_tone(tmp_path
 async def test_a_crash_in_the_call_control_apologizes_and_goes_to_on_error(tmp_path: Path) -> None:
     flow = """
 name: x
+start: ask
+on_error: sorry
+nodes:
+  ask:
+    type: speech
+    prompt: "Say sales."
+    phrases: {sales: bye}
+    barge_in: false
+  bye: {type: hangup}
+  sorry: {type: hangup, prompt: "We are sorry."}
+"""
+
+    def broken(call: MemoryCall) -> None:
+        call.fail_on = "listen"
+
+    call = await run(flow, tmp_path, control_setup=broken)
+    assert nodes(call) == ["ask", "sorry"], call.log
+    [error] = traces(call, "ERROR")
+    assert "listen broke" in error["message"]
+    plays = [name for kind, name in call.log if kind == "play"]
+    assert len(plays) == 3  # the prompt, the apology, the error target's goodbye
+    assert call.log[-1] == ("hangup", None)
+
+
+async def test_a_transfer_the_sip_stack_refuses_takes_the_error_branch(tmp_path: Path) -> None:
+    flow = """
+name: x
 start: go
 on_error: sorry
 nodes:
@@ -216,11 +244,10 @@ nodes:
   sorry: {type: hangup, prompt: "Sorry."}
 """
 
-    def broken_listen(call: MemoryCall) -> None:
+    def broken_transfer(call: MemoryCall) -> None:
         call.fail_on = "transfer"
 
-    call = await run(flow, tmp_path, control_setup=broken_listen, transfer_allow=["sip:*@pbx.example.com"])
-    # A transfer the SIP stack refuses is the node's error branch, not a crash.
+    call = await run(flow, tmp_path, control_setup=broken_transfer, transfer_allow=["sip:*@pbx.example.com"])
     assert nodes(call) == ["go", "failed"], call.log
 
 
