@@ -165,9 +165,11 @@ class CallService:
         if isinstance(event, _IVR_EVENTS):
             if call.driver is not None:
                 await call.driver.feed(event)
-                if call.driver.machine.finished and not call.driver.closed:
-                    await call.driver.close()   # (a transfer that went through): the flow is done
+                machine = call.driver.machine
+                if machine.finished and machine.finish_reason == "transfer" and not call.driver.closed:
+                    await call.driver.close()   # the caller went to the transfer target: our leg ends
                     await self._hangup(call, 200)
+                # (finish_reason "queue": the ACD owns the call from here; issue 10 plugs in at enqueue)
         elif isinstance(event, DtmfReceived):
             if call.driver is not None:
                 await call.driver.feed(ivr_ev.Digit(now=time.time(), digit=event.digit, source=event.source))

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.server import ServerProcess, run_phone
 from voice.audio import Audio, read_wav, resample, write_wav
 
@@ -297,3 +298,62 @@ def test_demo_flow_in_mandarin_with_a_crm_lookup(tmp_path: Path) -> None:
     finally:
         assert srv.stop() == 0
         assert "Traceback" not in srv.log(), srv.log()[-4000:]
+
+
+TRANSFER = """
+name: front
+start: route
+nodes:
+  route:
+    type: branch
+    rules:
+      - if: "dialled_number == 'desk'"
+        next: desk
+    else: go
+  go:
+    type: transfer
+    prompt: "Transferring you now."
+    target: "sip:desk@127.0.0.1:{port}"
+    error: refused
+  refused: {type: hangup, prompt: "Sorry, that number is not allowed."}
+  desk: {type: play, say: "This is the front desk.", next: bye}
+  bye: {type: hangup}
+"""
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_transfer_node_refers_the_caller_only_to_allowed_targets(tmp_path: Path, allowed: bool) -> None:
+    port = free_port()  # the server's own SIP port: the target is a number on the same server
+    allow = f'transfer_allow = ["sip:desk@127.0.0.1:{port}"]\n' if allowed else ""
+    srv = ServerProcess(tmp_path, TRANSFER.replace("{port}", str(port)), ivr_extra=allow)
+    srv.sip_port = port
+    srv.start()
+    try:
+        report = run_phone(srv.uri, "--accept-refer", "--hangup-after", "15")
+        assert report["connected"], report
+        token = srv.token("qa")
+        calls = srv.wait_for(lambda: [c for c in srv.calls(token) if c["ended_at"]]
+                             if len(srv.calls(token)) == (2 if allowed else 1) else None, timeout=20)
+        first = next(c for c in calls if c["callee"] == "ivr")
+        _, path = ivr_path_of(srv, token, first["id"])
+        if allowed:
+            assert report["refer"]["target"].startswith(f"<sip:desk@127.0.0.1:{port}") or \
+                report["refer"]["target"].startswith(f"sip:desk@127.0.0.1:{port}"), report
+            assert report["transfer_call"]["connected"], report
+            [step] = [e["data"] for e in path if e["event"] == "IVR_TRANSFER"]
+            assert step["ok"] is True, step
+            assert nodes(path) == ["route", "go"]
+            desk = next(c for c in calls if c["callee"] == "desk")
+            assert desk["flow"] == "front"
+        else:
+            assert "refer" not in report, "nothing may be dialled"
+            assert nodes(path) == ["route", "go", "refused"], path
+    finally:
+        assert srv.stop() == 0
+        assert "Traceback" not in srv.log(), srv.log()[-4000:]
+
+
+def ivr_path_of(srv: ServerProcess, token: str, call_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    r = srv.get(f"/api/calls/{call_id}", token)
+    assert r.status_code == 200, r.text
+    return r.json(), r.json()["ivr_path"]
