@@ -171,8 +171,11 @@ class CallService:
                     await self._hangup(call, 200)
                 # (finish_reason "queue": the ACD owns the call from here; issue 10 plugs in at enqueue)
         elif isinstance(event, DtmfReceived):
+            digit = ivr_ev.Digit(now=time.time(), digit=event.digit, source=event.source)
             if call.driver is not None:
-                await call.driver.feed(ivr_ev.Digit(now=time.time(), digit=event.digit, source=event.source))
+                await call.driver.feed(digit)
+            elif len(call.early_digits) < 32:  # a key before the flow started: it gets it first
+                call.early_digits.append(digit)
         elif isinstance(event, PlaybackDone):
             if call.driver is not None:
                 call.driver.playback_done(event.playback)
@@ -218,6 +221,9 @@ class CallService:
         await call.driver.feed(ivr_ev.CallStarted(now=time.time(), variables={
             "call_id": call.id, "caller_number": inc.caller_number, "caller_name": inc.caller_name,
             "dialled_number": inc.dialled_number, "server_url": self.options.server_url}))
+        for digit in call.early_digits:
+            await call.driver.feed(digit)
+        call.early_digits.clear()
 
     async def _save_voicemail(self, mailbox: str, path: Path, call_id: str, caller: str) -> None:
         try:
@@ -313,5 +319,6 @@ class _CallState:
         self.answered = False
         self.failed = False
         self.refused = False
+        self.early_digits: list[ivr_ev.Digit] = []
         self.flow_reason = ""
         self.recording: Path | None = None
