@@ -7,10 +7,14 @@ reaches its end. The Endpoint is configured like voice/engine.py (``threadCnt = 
 512, PCMU/PCMA only, the project's epoll build of pjsua2), but there is no asyncio, no
 database, no HTTP and no IVR interpreter: whatever the server costs above this is overhead.
 
-    python bench/bare_engine.py --prompt PROMPT.wav --rec-dir DIR --sip-port 5070
+    python bench/bare_engine.py --prompt PROMPT.wav --rec-dir DIR --sip-port 5070 [--key-prompt NEXT.wav]
+
+With ``--key-prompt``, a key (onDtmfDigit) stops the prompt and plays NEXT.wav instead, once per
+call: the media work of a menu whose prompt a key barges into (bench/capacity_short.py, demo flow).
 
 Prints ``ready`` on stdout once it accepts calls, then ``active N`` whenever the number of
-calls in progress changes (at most every ``--status-interval`` seconds). SIGTERM or SIGINT hang
+calls in progress changes (at most every ``--status-interval`` seconds), and ``digits N`` (keys
+heard so far, RFC 4733 or SIP INFO, as pjsua2's onDtmfDigit reports them) when that changes. SIGTERM or SIGINT hang
 up every call, close the recordings, ``libDestroy()`` and exit 0.
 """
 
@@ -55,12 +59,19 @@ class Call(pj.Call):
         self.player: Player | None = None
         self.recorder: Any = None
         self.ended = False
+        self.keyed = False
 
     def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
             self.ended = True
             self.app.gone.append(self.handle)
+
+    def onDtmfDigit(self, prm: Any) -> None:
+        self.app.digits += 1
+        if self.app.key_prompt and not self.keyed:
+            self.keyed = True
+            self.app.keyed.append(self.handle)  # (players are not swapped inside a callback)
 
     def onCallMediaState(self, prm: Any) -> None:
         if self.audio is not None:
@@ -102,8 +113,11 @@ class Floor:
         self.calls: dict[int, Call] = {}
         self.finished: list[int] = []  # player EOF (or media failure): hang up
         self.gone: list[int] = []  # disconnected: drop the pjsua2 objects
+        self.keyed: list[int] = []  # a key barged in: play the key prompt instead
+        self.key_prompt = str(Path(args.key_prompt).resolve()) if args.key_prompt else ""
         self.stopping = False
         self.serial = 0
+        self.digits = 0
         self.ep: Any = None
         self.account: Account | None = None
         self.log_writer: StderrLog | None = None
@@ -154,7 +168,16 @@ class Floor:
         call.player = player
 
     def housekeeping(self) -> None:
-        """Work deferred out of callbacks: hang up at EOF, drop ended calls' objects."""
+        """Work deferred out of callbacks: swap prompts on a key, hang up at EOF, drop ended calls' objects."""
+        while self.keyed:
+            call = self.calls.get(self.keyed.pop())
+            if call is not None and not call.ended and call.audio is not None:
+                if call.player is not None:
+                    call.player.stopTransmit(call.audio)
+                player = Player(self, call.handle)
+                player.createPlayer(self.key_prompt, pj.PJMEDIA_FILE_NO_LOOP)
+                player.startTransmit(call.audio)
+                call.player = player
         while self.finished:
             call = self.calls.get(self.finished.pop())
             if call is not None and not call.ended:
@@ -173,13 +196,16 @@ class Floor:
 
     def run(self) -> None:
         print("ready", flush=True)
-        reported, last = -1, 0.0
+        reported, last, digits = -1, 0.0, 0
         while not self.stopping:
             self.ep.libHandleEvents(10)
             self.housekeeping()
             now = time.monotonic()
-            if len(self.calls) != reported and now - last >= self.args.status_interval:
+            if (len(self.calls) != reported or self.digits != digits) and now - last >= self.args.status_interval:
                 reported, last = len(self.calls), now
+                if self.digits != digits:
+                    digits = self.digits
+                    print(f"digits {digits}", flush=True)
                 print(f"active {reported}", flush=True)
 
     def shutdown(self) -> None:
@@ -206,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--prompt", required=True, help="WAV to play to every caller (8 kHz mono)")
     parser.add_argument("--rec-dir", required=True, help="where the callers' recordings go")
+    parser.add_argument("--key-prompt", help="WAV played instead of the prompt once a key is heard")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--sip-port", type=int, default=5070)
     parser.add_argument("--rtp-port", type=int, default=20000)

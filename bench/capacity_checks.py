@@ -102,11 +102,13 @@ def check_server_calls(data_dir: Path, since_rowid: int, expected: int, prompt_s
 
 
 def check_ivr_calls(data_dir: Path, since_rowid: int, expected: int, min_seconds: float, key: str | None,
-                    evidence: Path | None = None) -> tuple[int, list[str], int, dict[str, int]]:
+                    evidence: Path | None = None, key_required: bool = True
+                    ) -> tuple[int, list[str], int, dict[str, int], int]:
     """The server's calls after row `since_rowid`, each hung up by the caller: (calls that are
-    good, what went wrong, the last row read, how many calls took each IVR path). A good call is
-    closed as ``caller_hangup`` with a recording of at least `min_seconds` and, if `key` is given,
-    an IVR_KEY event for it with source ``rfc4733``. A path is the call's IVR nodes, in order."""
+    good, what went wrong, the last row read, how many calls took each IVR path, calls whose key
+    was not heard). A good call is closed as ``caller_hangup`` with a recording of at least
+    `min_seconds` and, if `key` is given and `key_required`, an IVR_KEY event for it with source
+    ``rfc4733``. A path is the call's IVR nodes, in order."""
     db = data_dir / "callcenter.db"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
         deadline = time.monotonic() + 5  # the server commits its writes in batches, a little later
@@ -128,7 +130,9 @@ def check_ivr_calls(data_dir: Path, since_rowid: int, expected: int, min_seconds
                     trail[call_id].append((event, json.loads(data)))
     last_rowid = rows[-1][0] if rows else since_rowid
     good, problems, paths, bad = 0, [], [], []
+    notes: list[str] = []  # calls whose key was not heard, when that is not a failure
     tally: dict[str, int] = {}
+    missed = 0
     for _, call_id, disposition, cause, path, seconds in rows:
         steps = trail[call_id]
         route = " > ".join(str(d.get("node")) for e, d in steps if e == "IVR_NODE")
@@ -141,19 +145,34 @@ def check_ivr_calls(data_dir: Path, since_rowid: int, expected: int, min_seconds
             wrong.append(f"recording {path} of {seconds} s (< {min_seconds:.1f} s)")
             if path:
                 bad.append(data_dir / path)
-        if key is not None and (key, "rfc4733") not in keys:
-            wrong.append(f"no IVR_KEY {key} by rfc4733 (keys: {keys}; path: {route})")
+        no_key = key is not None and (key, "rfc4733") not in keys
+        if no_key:
+            missed += 1
+            (wrong if key_required else notes).append(
+                f"call {call_id}: no IVR_KEY {key} by rfc4733 (keys: {keys}; path: {route})")
         if wrong:
-            problems.append(f"call {call_id}: " + "; ".join(wrong))
-        else:
+            problems.append(f"call {call_id}: " + "; ".join(w.removeprefix(f"call {call_id}: ") for w in wrong))
+        if (wrong or no_key) and len(problems) + len(notes) <= 6:
+            (problems if wrong else notes).append(f"  its events: {event_trail(db, call_id)}")
+        if not wrong:
             good += 1
             paths.append(data_dir / path)
     if len(rows) != expected:
         problems.insert(0, f"{len(rows)} call rows in the database for {expected} calls placed")
     problems += spot_check(paths)
     keep_files(bad, evidence)
+    if notes and evidence is not None:
+        evidence.mkdir(parents=True, exist_ok=True)
+        (evidence / "keys-not-heard.txt").write_text("\n".join(notes) + "\n")
     shutil.rmtree(data_dir / "recordings", ignore_errors=True)  # keep the disk free
-    return good, problems, last_rowid, tally
+    return good, problems, last_rowid, tally, missed
+
+
+def event_trail(db: Path, call_id: str) -> str:
+    """A call's events with their times, for the evidence of a bad call."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        rows = conn.execute("SELECT at, event, data FROM events WHERE call_id = ? ORDER BY id", (call_id,)).fetchall()
+    return " | ".join(f"{at[11:23]} {event} {data}" for at, event, data in rows)
 
 
 def check_floor_recordings(rec_dir: Path, expected: int, prompt_s: float, evidence: Path | None = None,

@@ -20,6 +20,14 @@ events table) shows key 1 heard with source "rfc4733". Printed per step: CPU per
 progress (% of one core, median over the plateau's 1-s samples), RSS per call, call set-up time.
 There is no engine floor here (it has no IVR): bench/capacity_short.py compares CPU with it.
 
+Keys lost by the test rig: SIPp sends the key's RTP packets (the pcap's own SSRC and sequence
+numbers) into the stream that -rtp_echo fills with the server's own packets echoed back, so two
+sequence spaces interleave in one RTP stream and pjmedia's sequence check (pjmedia/rtp.c:
+restart after two in order, probation) drops some packets; about 0.1-1 % of keys lose every
+packet. The engine floor loses them at the same rate with the same SIPp run, and none without
+-rtp_echo (see bench/results/capacity_ivr.md). ``--keys-lost-ok F`` lets a step pass with up to
+that fraction of calls whose key was not heard (counted and printed; default 0: strict).
+
 Target: >= 400 concurrent calls with zero failures. Results: bench/results/capacity_ivr.json;
 for a failed step the evidence goes to bench/results/capacity-ivr-STEP/, the server's log to
 bench/results/capacity-ivr.log. About 5 minutes.
@@ -40,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from capacity import Bench, StepResult, describe, fmt
-from capacity_procs import BENCH, DTMF_SCENARIO, RESULTS, ROOT, Server, Sipp, prompt_text
+from capacity_procs import BENCH, DTMF_SCENARIO, RESULTS, ROOT, Server, Sipp, prompt_text, udp_drops
 from localhost import HOST, say
 
 CONFIG = BENCH / "capacity_ivr.toml"
@@ -65,6 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a sample is on the plateau when calls in progress >= this fraction of the step")
     p.add_argument("--sample-interval", type=float, default=1.0, help="seconds between samples")
     p.add_argument("--target-calls", type=int, default=400, help="target: concurrent calls")
+    p.add_argument("--keys-lost-ok", type=float, default=0.0,
+                   help="fraction of a step's calls whose key may go unheard (the rig's loss, see above)")
     p.add_argument("--budget", type=float, default=900, help="skip remaining steps after this many seconds")
     p.add_argument("--json", type=Path, default=RESULTS / "capacity_ivr.json")
     args = p.parse_args(argv)
@@ -100,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     server: Server | None = None
     bench: Bench | None = None
     results: list[StepResult] = []
+    keys_missed: dict[int, int] = {}
     exit_code: int | None = None
     t_start = time.monotonic()
     interrupted = False
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, work)
         bench.sipps = Sipp(bench.ports, DTMF_SCENARIO, sipp_times(args.key_ms, args.hold_ms))
         server = Server(work, prompt_text(args.config, only=False), bench.ports, args.config,
-                        caller_hangs_up=True, key="1")
+                        caller_hangs_up=True, key="1", key_required=args.keys_lost_ok == 0)
         server.name = "ivr"
         bench.prompt_s = call_s  # the length of a call: SIPp's time-out and the recordings' check
         say(f"server: pid {server.pid}, SIP udp {HOST}:{server.sip_port}, HTTP {server.http_port}")
@@ -124,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  step {step}: skipped (time budget of {args.budget:.0f} s used)")
                 continue
             say(f"  step {step}: {int(args.calls_factor * step)} calls, -l {step}, -r {args.rate:g} ...")
+            drops, missed = udp_drops(), server.keys_missed
             res = bench.run_step(server, step, idle_rss)
             results.append(res)
-            say(f"  step {step}: {describe(res)}")
+            drops, missed = udp_drops() - drops, server.keys_missed - missed
+            keys_missed[step] = missed
+            if missed > args.keys_lost_ok * res.calls:
+                res.problems.append(f"{missed} of {res.calls} calls' keys not heard (more than "
+                                    f"--keys-lost-ok {args.keys_lost_ok:g})")
+            say(f"  step {step}: {describe(res)}; keys not heard {missed}; "
+                f"UDP datagrams dropped on the machine (full buffers): {drops}")
             for line in res.problems[:8]:
                 say(f"      problem: {line}")
             for line in res.log_problems[:5]:
@@ -148,27 +166,29 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     if interrupted or not results or server is None:
         return 130 if interrupted else 1
-    return report(args, results, server, exit_code, time.monotonic() - t_start)
+    return report(args, results, server, exit_code, time.monotonic() - t_start, keys_missed)
 
 
 def report(args: argparse.Namespace, results: list[StepResult], server: Server, exit_code: int | None,
-           elapsed: float) -> int:
+           elapsed: float, keys_missed: dict[int, int]) -> int:
     good = [r for r in results if r.ok]
     best = max(good, key=lambda r: r.step) if good else None
     say("\nper step (medians over the plateau's 1-s samples)")
     say(f"  {'step':>5}{'ok':>4}{'failed':>7}{'peak':>6}{'plateau':>8}{'CPU%/100':>9}{'cores':>7}{'KiB/call':>9}"
-        f"{'calls/s':>8}{'setup p95':>10}{'busy%':>6}")
+        f"{'calls/s':>8}{'setup p95':>10}{'busy%':>6}{'no key':>7}")
     for r in results:
         say(f"  {r.step:>5}{'yes' if r.ok else 'NO':>4}{r.failed:>7}{r.peak_active:>6}{r.plateau_s:>7.0f}s"
             f"{fmt(r.cpu_pct_per_100, '.2f'):>9}{fmt(r.cpu_cores, '.2f'):>7}{fmt(r.rss_per_call_kb, '.0f'):>9}"
-            f"{fmt(r.answer_rate, '.1f'):>8}{fmt(r.setup_ms_p95, '.0f', ' ms'):>10}{fmt(r.machine_busy_pct, '.0f'):>6}")
+            f"{fmt(r.answer_rate, '.1f'):>8}{fmt(r.setup_ms_p95, '.0f', ' ms'):>10}{fmt(r.machine_busy_pct, '.0f'):>6}"
+            f"{keys_missed.get(r.step, 0):>7}")
     total = sum(server.paths.values())
     say(f"\nIVR paths of the {total} calls checked (after the key):")
     for path, n in sorted(server.paths.items(), key=lambda kv: -kv[1]):
         say(f"  {n:>6}  {path}")
     calls_ok = best is not None and best.step >= args.target_calls
-    say(f"\n{'PASS' if calls_ok else 'FAIL'}  >= {args.target_calls} concurrent calls pressing a key, zero failed: "
-        f"{best.step if best else 'none'}")
+    lenient = f" (up to {100 * args.keys_lost_ok:g} % of keys unheard allowed)" if args.keys_lost_ok else ""
+    say(f"\n{'PASS' if calls_ok else 'FAIL'}  >= {args.target_calls} concurrent calls pressing a key, zero failed"
+        f"{lenient}: {best.step if best else 'none'}")
     say(f"{'ok' if exit_code == 0 else 'NOT OK'}    clean shutdown: exit {exit_code}")
     doc = {
         "benchmark": "capacity_ivr",
@@ -179,6 +199,8 @@ def report(args: argparse.Namespace, results: list[StepResult], server: Server, 
                      "scenario": DTMF_SCENARIO.name},
         "best_step": best.step if best else None,
         "ivr_paths": server.paths,
+        "keys_not_heard": keys_missed,
+        "keys_lost_ok": args.keys_lost_ok,
         "target": {"concurrent_calls": args.target_calls, "pass": calls_ok},
         "exit_code": exit_code,
         "steps": [asdict(r) | {"ok": r.ok, "reached": r.reached} for r in results],

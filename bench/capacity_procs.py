@@ -62,6 +62,14 @@ def machine_ticks() -> tuple[int, int]:
     return sum(parts) - idle, sum(parts)
 
 
+def udp_drops() -> int:
+    """The machine's UDP datagrams dropped so far for full socket buffers (receive and send)."""
+    with open("/proc/net/snmp") as f:
+        rows = [ln.split() for ln in f if ln.startswith("Udp:")]
+    row = dict(zip(rows[0][1:], rows[1][1:], strict=False))
+    return int(row.get("RcvbufErrors", 0)) + int(row.get("SndbufErrors", 0))
+
+
 # -- the processes under test ------------------------------------------------------------------------------
 class Target:
     name = "target"
@@ -126,12 +134,14 @@ class Server(Target):
     name = "server"
 
     def __init__(self, work: Path, text: str, ports: set[int], config: Path = CONFIG,
-                 caller_hangs_up: bool = False, key: str | None = None) -> None:
+                 caller_hangs_up: bool = False, key: str | None = None, key_required: bool = True) -> None:
         self.data_dir = work / "server-data"
         self.data_dir.mkdir()
         self.config = config
         self.caller_hangs_up = caller_hangs_up
         self.key = key
+        self.key_required = key_required  # else a call whose key was not heard is only counted
+        self.keys_missed = 0
         self.paths: dict[str, int] = {}  # IVR paths of the calls checked so far (caller_hangs_up)
         settings = load_settings(config)
         cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
@@ -163,6 +173,23 @@ class Server(Target):
     def is_problem(self, line: str) -> bool:
         return any(k in line for k in (" WARNING ", " ERROR ", " CRITICAL ", "Traceback"))
 
+    def prompt_of(self, node: str) -> Path:
+        """The cached WAV of a node's prompt in the default flow (rendered by the server at start-up)."""
+        settings = load_settings(self.config)
+        assert settings.default_flow is not None
+        flow = load_flow(settings.default_flow)
+        found = flow.nodes.get(node)
+        prompt = getattr(found, "prompt", None)
+        if prompt is None or not prompt.say:
+            raise RuntimeError(f"{settings.default_flow}: no node {node!r} with a spoken prompt")
+        cache = PromptCache(self.data_dir / "prompts", settings.engine.clock_rate, _no_convert,
+                            settings.prompt_voice, settings.prompt_wpm, voices=settings.prompt_voices)
+        path = cache.path_for(prompt.say, cache.voice_for(prompt.language or flow.language or "en", prompt.voice),
+                              prompt.rate or settings.prompt_wpm)
+        if not path.exists():
+            raise RuntimeError(f"the server's prompt cache has no {path.name} for node {node!r}")
+        return path
+
     def active(self) -> int | None:
         try:
             with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/healthz", timeout=2) as r:
@@ -173,8 +200,9 @@ class Server(Target):
     def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
                     ) -> tuple[int, list[str]]:
         if self.caller_hangs_up:
-            good, problems, self._last_rowid, paths = check_ivr_calls(
-                self.data_dir, self._last_rowid, expected, 0.5 * prompt_s, self.key, evidence)
+            good, problems, self._last_rowid, paths, missed = check_ivr_calls(
+                self.data_dir, self._last_rowid, expected, 0.5 * prompt_s, self.key, evidence, self.key_required)
+            self.keys_missed += missed
             for path, n in paths.items():
                 self.paths[path] = self.paths.get(path, 0) + n
             return good, problems
@@ -189,8 +217,13 @@ class Floor(Target):
 
     name = "floor"
 
-    def __init__(self, work: Path, prompt: Path, ports: set[int], min_share: float = 0.8) -> None:
+    def __init__(self, work: Path, prompt: Path, ports: set[int], min_share: float = 0.8,
+                 key: bool = False, key_prompt: Path | None = None) -> None:
         self.min_share = min_share
+        self.key = key  # every call presses a key: count the calls whose key the floor did not hear
+        self.digits = 0
+        self.keys_missed = 0
+        self._digits_checked = 0
         self.rec_dir = work / "floor-recordings"
         self.rec_dir.mkdir()
         self.sip_port = free_udp_port(ports)
@@ -200,6 +233,8 @@ class Floor(Target):
         cmd = [sys.executable, str(FLOOR_SCRIPT), "--prompt", str(prompt), "--rec-dir", str(self.rec_dir),
                "--host", HOST, "--sip-port", str(self.sip_port), "--rtp-port", str(FLOOR_RTP[0]),
                "--rtp-port-range", str(FLOOR_RTP[1])]
+        if key_prompt is not None:
+            cmd += ["--key-prompt", str(key_prompt)]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=log, text=True, preexec_fn=child_setup,
@@ -218,13 +253,20 @@ class Floor(Target):
                 self._ready.set()
             elif word == "active":
                 self._active = int(value)
+            elif word == "digits":
+                self.digits = int(value)
 
     def active(self) -> int | None:
         return self._active if self.alive() else None
 
     def check_calls(self, expected: int, prompt_s: float, evidence: Path | None = None
                     ) -> tuple[int, list[str]]:
-        return check_floor_recordings(self.rec_dir, expected, prompt_s, evidence, self.min_share)
+        good, problems = check_floor_recordings(self.rec_dir, expected, prompt_s, evidence, self.min_share)
+        if self.key:
+            time.sleep(2 * 0.5)  # two of the floor's status intervals: its last "digits" line is in
+            heard, self._digits_checked = self.digits - self._digits_checked, self.digits
+            self.keys_missed += max(0, expected - heard)
+        return good, problems
 
 
 def _no_convert(src: Path, dst: Path, rate: int) -> None:  # PromptCache is only asked for paths here

@@ -3,6 +3,10 @@
     .venv/bin/python bench/capacity_short.py [--config bench/capacity.toml] [--key-ms 0]
         [--call-ms 2000] [--rate 100] [--seconds 60] [--rounds 3] [--profile profile.svg]
 
+    welcome-only flow:  bench/capacity_short.py --name welcome
+    demo flow + key:    bench/capacity_short.py --name demo --config bench/capacity_ivr.toml \
+                            --key-ms 1000 --floor-key-prompt main
+
 SIPp (bench/uac_capacity_dtmf.xml, -rtp_echo) places ``--rate`` calls per second for
 ``--seconds``; each caller is answered, echoes the RTP it hears, presses 1 by RFC 4733
 ``--key-ms`` after the ACK (0: no key), and hangs up ``--call-ms`` after the ACK. So calls in
@@ -10,8 +14,10 @@ progress settle at about rate x call length (200) and the per-call work (set-up,
 tasks, flow start, teardown) dominates. The same load runs against the server (with ``--config``:
 bench/capacity.toml, the welcome-only flow; bench/capacity_ivr.toml, the demo menu flow, where a
 key press takes the call on to the language menu and the business-hours branch) and against the
-engine floor (bench/bare_engine.py: answer, record, play the flow's first prompt, no Python per
-call beyond pjsua2's callbacks). Runs alternate between the two, ``--rounds`` times each, so
+engine floor (bench/bare_engine.py: answer, record, play the flow's first prompt and, with
+``--floor-key-prompt NODE``, on the key stop it and play that node's prompt as the demo flow's
+server does (its welcome barges into the main menu); no Python per call beyond pjsua2's
+callbacks). Runs alternate between the two, ``--rounds`` times each, so
 background load hits both alike.
 
 CPU per call, from /proc/PID/stat (utime + stime, all threads), in two ways:
@@ -23,14 +29,17 @@ CPU per call, from /proc/PID/stat (utime + stime, all threads), in two ways:
   time, / calls placed.
 
 A run counts when SIPp reports zero failed calls and every call checks out: on the server each
-call row closed as caller_hangup with a recording of at least half the call (and with a key, the
-key heard by RFC 4733 in its IVR path); on the floor a recording of at least half the call.
+call row closed as caller_hangup with a recording of at least half the call; on the floor a
+recording of at least half the call. With a key, the calls whose key was not heard (no IVR_KEY
+by rfc4733 in the server's events; fewer onDtmfDigit than calls on the floor) are counted and
+printed ("no key"), not failed: this benchmark is about CPU (bench/capacity_ivr.py fails them).
 Printed: medians over the rounds and the server/floor ratio (of the medians; also each round's).
 Target: server <= 1.5 x floor. Results: bench/results/capacity_short[-NAME].json.
 
-``--profile OUT`` adds one server run, not counted, under py-spy (``py-spy record --threads``;
-OUT's suffix picks the format: .svg flame graph, .txt collapsed stacks, .json speedscope). py-spy
-must be installed (``.venv/bin/pip install py-spy``).
+``--profile OUT`` adds one run per target, not counted, under py-spy (``py-spy record --threads``
+into OUT-server and OUT-floor; OUT's suffix picks the format: .svg flame graph, .txt collapsed
+stacks for bench/capacity_profile.py, .json speedscope). py-spy must be installed
+(``.venv/bin/pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ from capacity_procs import (
     cpu_ticks,
     machine_ticks,
     prompt_text,
+    udp_drops,
 )
 from localhost import HOST, say
 
@@ -97,6 +107,8 @@ class Run:
     sipp_cores: float | None = None
     machine_busy_pct: float | None = None
     duration_s: float = 0.0
+    udp_drops: int = 0  # on the whole machine, during the run (full socket buffers)
+    keys_missed: int = 0  # calls whose key the target did not hear (counted, not a failure here)
 
     @property
     def ok(self) -> bool:
@@ -161,7 +173,7 @@ class ShortBench:
         res = Run(target.name, rnd, calls)
         out = self.bench.work / f"{target.name}-{rnd}"
         mark = target.log_mark()
-        t0, ticks0 = time.time(), cpu_ticks(target.pid) or 0
+        t0, ticks0, drops0 = time.time(), cpu_ticks(target.pid) or 0, udp_drops()
         proc, timeout = self.bench.sipps.start(target, calls, a.limit, a.rate, self.call_s, out)
         spy = self._py_spy(target, profile) if profile else None
         samples: list[Sample] = []
@@ -190,13 +202,16 @@ class ShortBench:
                 res.problems.append(f"{target.active()} calls still in progress 30 s after SIPp finished")
             time.sleep(a.settle)
         t1, ticks1 = time.time(), cpu_ticks(target.pid) or 0
+        res.udp_drops = udp_drops() - drops0
         if spy is not None:
             self._py_spy_wait(spy, profile)
         res.duration_s = t1 - t0
         answered = read_sipp(out, res)
         if not res.crashed:
+            missed = getattr(target, "keys_missed", 0)
             res.checked_ok, problems = target.check_calls(calls, self.call_s, self._evidence(res))
             res.problems += problems
+            res.keys_missed = getattr(target, "keys_missed", 0) - missed
         res.log_problems = target.log_problems(mark)
         self._figures(res, samples, answered, t0, ticks1 - ticks0, t1 - t0, idle_cores)
         if not res.ok:
@@ -256,7 +271,8 @@ class ShortBench:
             raise RuntimeError("py-spy is not installed (.venv/bin/pip install py-spy)")
         duration = int(self.args.seconds + 2)
         cmd = [exe, "record", "--pid", str(target.pid), "--threads", "--rate", str(self.args.profile_rate),
-               "--duration", str(duration), "--format", fmt_, "--output", str(out), "--nonblocking"]
+               "--duration", str(duration), "--format", fmt_, "--output", str(out),
+               *(["--native"] if self.args.profile_native else ["--nonblocking"])]  # (--native pauses it)
         say(f"  py-spy: {' '.join(cmd)}")
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -280,7 +296,8 @@ def describe(r: Run) -> str:
             f"{fmt(r.cores, '.2f')} cores), {fmt(r.cpu_ms_per_call_total, '.2f')} ms/call whole run; "
             f"in progress {fmt(r.active_median, '.0f')} (peak {r.peak_active}); "
             f"answered {fmt(r.answer_rate, '.1f')}/s; setup p95 {fmt(r.setup_ms_p95, '.0f')} ms; "
-            f"SIPp {fmt(r.sipp_cores, '.2f')} cores; machine busy {fmt(r.machine_busy_pct, '.0f')} %")
+            f"SIPp {fmt(r.sipp_cores, '.2f')} cores; machine busy {fmt(r.machine_busy_pct, '.0f')} %; "
+            f"UDP drops {r.udp_drops}" + (f"; keys not heard {r.keys_missed}" if r.keys_missed else ""))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -296,9 +313,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=1.0, help="seconds after the last call ended, counted")
     p.add_argument("--sample-interval", type=float, default=1.0, help="seconds between samples")
     p.add_argument("--no-floor", action="store_true", help="server only (no ratio)")
+    p.add_argument("--floor-key-prompt", metavar="NODE",
+                   help="on a key the floor stops its prompt and plays this flow node's prompt, as the server "
+                        "does (demo flow: main)")
     p.add_argument("--target-ratio", type=float, default=1.5, help="target: server/floor CPU per call")
-    p.add_argument("--profile", type=Path, help="one more server run under py-spy, written here (.svg/.txt/.json)")
+    p.add_argument("--profile", type=Path, help="one more run per target under py-spy, into OUT-TARGET.SUFFIX "
+                                                "(.svg/.txt/.json)")
     p.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
+    p.add_argument("--profile-native", action="store_true",
+                   help="py-spy --native: C frames too (pauses the process at each sample)")
     p.add_argument("--name", default="", help="results go to bench/results/capacity_short[-NAME].json")
     args = p.parse_args(argv)
     if not 0 <= args.key_ms < args.call_ms:
@@ -340,13 +363,18 @@ def main(argv: list[str] | None = None) -> int:
         bench.sipps = Sipp(bench.ports, DTMF_SCENARIO, sipp_times(args.key_ms, args.call_ms - args.key_ms))
         bench.prompt_s = call_s
         server = Server(work, prompt_text(args.config, only=False), bench.ports, args.config,
-                        caller_hangs_up=True, key="1" if args.key_ms else None)
+                        caller_hangs_up=True, key="1" if args.key_ms else None, key_required=False)
         targets.append(server)
         say(f"server: pid {server.pid}, SIP udp {HOST}:{server.sip_port}, HTTP {server.http_port}")
         if not args.no_floor:
             prompt = work / "prompt.wav"
             shutil.copyfile(server.prompt, prompt)
-            targets.append(Floor(work, prompt, bench.ports, min_share=0.5))
+            key_prompt = None
+            if args.floor_key_prompt:
+                key_prompt = work / "key-prompt.wav"
+                shutil.copyfile(server.prompt_of(args.floor_key_prompt), key_prompt)
+            targets.append(Floor(work, prompt, bench.ports, min_share=0.5, key=bool(args.key_ms),
+                                 key_prompt=key_prompt))
             say(f"floor:  pid {targets[1].pid}, SIP udp {HOST}:{targets[1].sip_port} (bench/bare_engine.py)")
         say("warm-up: 20 calls against each ...")
         bench.warm_up(targets)
@@ -367,9 +395,12 @@ def main(argv: list[str] | None = None) -> int:
                 if r.crashed:
                     raise RuntimeError(f"the {t.name} died")
         if args.profile is not None:
-            say("  [server] profiled run (not counted) ...")
-            r = short.run(server, 0, idle["server"][1], profile=args.profile.resolve())
-            say(f"  [server] profiled: {describe(r)}")
+            for t in targets:
+                out = args.profile.resolve()
+                out = out.with_name(f"{out.stem}-{t.name}{out.suffix}")
+                say(f"  [{t.name}] profiled run (not counted) ...")
+                r = short.run(t, 0, idle[t.name][1], profile=out)
+                say(f"  [{t.name}] profiled: {describe(r)}")
     except KeyboardInterrupt:
         interrupted = True
         say("\ninterrupted: stopping everything")
@@ -393,11 +424,12 @@ def report(args: argparse.Namespace, runs: list[Run], idle: dict[str, tuple[floa
 
     say(f"\nper run (CPU-ms per call; {args.rate:g} calls/s, {args.call_ms} ms calls)")
     say(f"  {'target':<7}{'round':>6}{'ok':>4}{'steady':>8}{'whole':>8}{'cores':>7}{'active':>7}{'setup p95':>10}"
-        f"{'SIPp':>6}{'busy%':>6}")
+        f"{'SIPp':>6}{'busy%':>6}{'no key':>7}")
     for r in runs:
         say(f"  {r.target:<7}{r.round:>6}{'yes' if r.ok else 'NO':>4}{fmt(r.cpu_ms_per_call, '.2f'):>8}"
             f"{fmt(r.cpu_ms_per_call_total, '.2f'):>8}{fmt(r.cores, '.2f'):>7}{fmt(r.active_median, '.0f'):>7}"
-            f"{fmt(r.setup_ms_p95, '.0f', ' ms'):>10}{fmt(r.sipp_cores, '.2f'):>6}{fmt(r.machine_busy_pct, '.0f'):>6}")
+            f"{fmt(r.setup_ms_p95, '.0f', ' ms'):>10}{fmt(r.sipp_cores, '.2f'):>6}{fmt(r.machine_busy_pct, '.0f'):>6}"
+            f"{r.keys_missed:>7}")
     srv, flo = med("server", "cpu_ms_per_call"), med("floor", "cpu_ms_per_call")
     srv_w, flo_w = med("server", "cpu_ms_per_call_total"), med("floor", "cpu_ms_per_call_total")
     ratio = srv / flo if srv and flo else None
