@@ -293,7 +293,7 @@ class CallService:
         }
         if call.recording is not None:
             try:
-                done = await asyncio.to_thread(recfiles.finish, call.recording)
+                done = await _finish_recording(call.recording)
             except OSError as exc:
                 log.error("recording unreadable", extra={"call_id": call.id, "error": repr(exc)})
                 done = None
@@ -306,6 +306,20 @@ class CallService:
         self.events.append_nowait("CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"])
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
+
+
+INLINE_FINISH_BYTES = 1 << 20  # about a minute of 8 kHz audio: checksummed on the loop (< 1 ms)
+
+
+async def _finish_recording(path: Path) -> recfiles.FinishedRecording | None:
+    """Checksum and measure a closed recording: a short one right here (a thread hand-off costs more
+    than hashing it: bench/capacity_short.py), a long one in a worker thread."""
+    size = recfiles.size(path)
+    if size is None:
+        return None
+    if size <= INLINE_FINISH_BYTES:
+        return recfiles.finish(path)
+    return await asyncio.to_thread(recfiles.finish, path)
 
 
 class _CallState:

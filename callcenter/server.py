@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import signal
 import socket
@@ -163,6 +164,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
         "http": f"{settings.http_host}:{settings.http_port}", "numbers": len(directory.numbers),
         "default_flow": default_flow.name if default_flow else "-", "data_dir": str(data_dir),
     })
+    gc.freeze()  # what start-up built (modules, flows, the app) lives forever: keep it out of every collection
     stop_task = asyncio.create_task(stop.wait(), name="wait-for-signal")
     try:
         await asyncio.wait({stop_task, http_task}, return_when=asyncio.FIRST_COMPLETED)

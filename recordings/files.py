@@ -29,6 +29,14 @@ def leg_path(root: Path, call_id: str, leg: str, when: datetime) -> Path:
     return path
 
 
+def size(path: Path) -> int | None:
+    """The file's size in bytes; None if it does not exist."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
 def finish(path: Path) -> FinishedRecording | None:
     """Checksum and measure a closed recording; None if the file was never written."""
     if not path.exists():

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.audio import active_seconds, dominant_frequency, follows, tone
 from tests.support.server import SHORT_FLOW, ServerProcess, run_phone
 from voice.audio import read_wav, write_wav
 
+WELCOME = "Welcome to the call center test. Your call is being recorded. Thank you for calling, goodbye."
 
-def test_caller_hears_prompt_and_is_recorded(short_server: ServerProcess, tmp_path: Path) -> None:
-    server = short_server
+
+@pytest.fixture
+def welcome_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """One prompt of about six seconds (long enough to compare its loudness over time), then hang up."""
+    srv = ServerProcess(tmp_path, SHORT_FLOW.replace("Hello, this is a test.", WELCOME)).start()
+    try:
+        yield srv
+    finally:
+        assert srv.stop() == 0
+        assert "Traceback" not in srv.log(), srv.log()[-5000:]
+
+
+def test_caller_hears_prompt_and_is_recorded(welcome_server: ServerProcess, tmp_path: Path) -> None:
+    server = welcome_server
     heard = tmp_path / "heard.wav"
     sent = tmp_path / "tone.wav"
     write_wav(sent, tone(440, 2.0))
@@ -24,7 +39,7 @@ def test_caller_hears_prompt_and_is_recorded(short_server: ServerProcess, tmp_pa
     assert report["connected"] and report["media"], report
     assert report["codec"] == "PCMU"
     assert report["status_code"] == 200
-    prompt = read_wav(server.prompt("Hello, this is a test."))
+    prompt = read_wav(server.prompt(WELCOME))
     talk = report["ended_at"] - report["answered_at"]
     assert prompt.duration - 0.5 < talk < prompt.duration + 2.0, (talk, prompt.duration)
 

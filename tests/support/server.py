@@ -54,6 +54,10 @@ nodes:
 """
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind a port free_port() chose: someone else bound it meanwhile."""
+
+
 class ServerProcess:
     def __init__(self, base: Path, flow_text: str | None = None, config_extra: str = "", sip_extra: str = "",
                  ivr_extra: str = "", default_flow: bool = True) -> None:
@@ -87,6 +91,16 @@ class ServerProcess:
         return [sys.executable, "-m", "callcenter.cli", *args]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:  # another process took a port between free_port() and our bind
+                if attempt == 2:
+                    raise
+                self.sip_port, self.http_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> ServerProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command("serve", "--config", str(self.config), "--data-dir", str(self.data_dir),
@@ -97,7 +111,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+                log_text = self.log()
+                if self.proc.returncode == 2 and "in use" in (log_text.splitlines() or [""])[-1]:
+                    raise PortTaken(log_text)
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{log_text}")
             try:
                 if httpx.get(f"{self.http}/healthz", timeout=1).status_code == 200:
                     return self
