@@ -97,7 +97,7 @@ class EngineCallControl:
                     f"voicemail-{self.call_id}")
         return seconds
 
-    def call_ended(self, recordings: Sequence[str]) -> None:
+    def call_ended(self) -> None:
         """The call ended while a voicemail was being recorded: the engine closed it; keep it."""
         if self.voicemail is not None:
             mailbox, path = self.voicemail
@@ -123,8 +123,6 @@ class EngineCallControl:
         return "no_agents"
 
     def trace(self, step: act.Trace, version: str) -> None:
-        if step.event == "VAR" and not step.node:
-            return  # the built-ins set at the start (caller, dialled number...): the calls row has them
         data = {"node": step.node, **step.data}
         queue = str(data.pop("queue", ""))  # (IVR_QUEUE: the events table has a queue column)
         for key in _EVENT_COLUMNS & data.keys():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import typing
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -45,9 +46,7 @@ from .storage.flows import VoicemailRepo
 from .storage.repos import CallRepo, EventRepo
 
 log = logging.getLogger("callcenter.calls")
-_IVR_EVENTS = (ivr_ev.CallStarted, ivr_ev.PromptDone, ivr_ev.Digit, ivr_ev.SpeechStarted, ivr_ev.SpeechResult,
-               ivr_ev.TimerFired, ivr_ev.HttpResult, ivr_ev.QueueResult, ivr_ev.VoicemailDone,
-               ivr_ev.TransferResult, ivr_ev.Hangup)
+_IVR_EVENTS = typing.get_args(ivr_ev.Event)
 Inbox = asyncio.Queue[EngineEvent | ivr_ev.Event]
 
 
@@ -165,11 +164,6 @@ class CallService:
         if isinstance(event, _IVR_EVENTS):
             if call.driver is not None:
                 await call.driver.feed(event)
-                machine = call.driver.machine
-                if machine.finished and machine.finish_reason == "transfer" and not call.driver.closed:
-                    await call.driver.close()   # the caller went to the transfer target: our leg ends
-                    await self._hangup(call, 200)
-                # (finish_reason "queue": the ACD owns the call from here; issue 10 plugs in at enqueue)
         elif isinstance(event, DtmfReceived):
             digit = ivr_ev.Digit(now=time.time(), digit=event.digit, source=event.source)
             if call.driver is not None:
@@ -267,9 +261,8 @@ class CallService:
         if call.driver is not None:
             flow_ended = call.driver.machine.finished and call.driver.machine.finish_reason != "caller_hangup"
             await call.driver.close()
-            call.flow_reason = call.driver.machine.finish_reason
         if call.control is not None:
-            call.control.call_ended(ended.recordings)
+            call.control.call_ended()
         if call.audio is not None:
             await call.audio.close()
         if self.stopping and not flow_ended:
@@ -334,5 +327,4 @@ class _CallState:
         self.failed = False
         self.refused = False
         self.early_digits: list[ivr_ev.Digit] = []
-        self.flow_reason = ""
         self.recording: Path | None = None

@@ -80,6 +80,15 @@ class FlowDirectory:
     def numbers(self) -> list[str]:
         return sorted(self._routes)
 
+    def flows(self) -> list[Flow]:
+        """Every flow a new call may run (the routes, the default, their subflows), each once."""
+        seen: dict[int, Flow] = {}
+        for route in [*self._routes.values(), self._default]:
+            if route is not None:
+                for flow in (route.flow, *route.subflows.values()):
+                    seen.setdefault(id(flow), flow)
+        return list(seen.values())
+
     # -- keeping it fresh ------------------------------------------------------------------------
 
     async def set_default(self, flow: Flow | None) -> None:

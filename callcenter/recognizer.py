@@ -7,7 +7,6 @@ whose flows never listen never loads it). Results reach the call's actor as plai
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from asr.config import AsrConfig
 from asr.engines import check_phrases
@@ -22,29 +21,17 @@ class SpeechRecognizer:
         self._streaming = StreamingRecognizer(config)
 
     async def open_listener(self, phrases: Sequence[str], language: str, rate: int,
-                            on_event: Callable[[str, str | None, float], None]) -> _CallListener:
+                            on_event: Callable[[str, str | None, float], None]) -> Listener:
         def deliver(event: SpeechEvent) -> None:
             if isinstance(event, SpeechBegan):
                 on_event("started", None, 0.0)
             elif isinstance(event, PhraseHeard):
                 on_event("result", event.phrase, event.confidence)
 
-        listener = await self._streaming.open(phrases, language, rate, on_event=deliver)
-        return _CallListener(listener)
+        return await self._streaming.open(phrases, language, rate, on_event=deliver)
 
     async def aclose(self) -> None:
         await self._streaming.aclose()
-
-
-class _CallListener:
-    def __init__(self, listener: Listener) -> None:
-        self._listener = listener
-
-    def feed(self, pcm: Any) -> None:
-        self._listener.feed(pcm)
-
-    async def close(self) -> None:
-        await self._listener.close()
 
 
 def asr_config(settings: Settings) -> AsrConfig:

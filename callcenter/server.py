@@ -128,9 +128,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
                           settings.prompt_voice, settings.prompt_wpm,
                           voices=settings.prompt_voices)
     write_tones(prompts, rate)
-    flows = [r.flow for r in {id(r): r for r in [directory.default, *map(directory.resolve, directory.numbers)]
-                              if r is not None}.values()]
-    await prompts.render_all(static_prompts(flows))  # (a prompt that fails is logged: calls hear a tone)
+    await prompts.render_all(static_prompts(directory.flows()))  # (a prompt that fails is logged: calls hear a tone)
 
     http_sock = _bind_http(settings.http_host, settings.http_port)
     engine = Engine(settings.engine)

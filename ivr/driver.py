@@ -32,8 +32,6 @@ from .nodes import Flow
 
 log = logging.getLogger("ivr.driver")
 
-HTTP_BODY_LIMIT = 256 * 1024  # bytes of a reply the driver reads at most
-
 
 class CallControl(Protocol):
     """The telephony side of one call, as the driver needs it (callcenter/call_control.py implements it).
@@ -141,6 +139,10 @@ class FlowDriver:
             await self._failed(exc, f"the flow failed on {event.type}")
             return
         await self._run(actions)
+        if self.machine.finish_reason == "transfer" and not self.closed:
+            self.closed = True  # the caller went to the transfer target: our leg ends
+            await self._hangup_quietly()
+        # (finish_reason "queue": the ACD owns the call from here; issue 10 plugs in at enqueue)
 
     def playback_done(self, playback: int) -> None:
         prompt = self._playing.pop(playback, None)

@@ -142,8 +142,8 @@ class FlowMachine(InputNodes):
         if isinstance(e, ev.CallStarted):
             if not self._started:
                 self._started = True
-                for name, value in e.variables.items():
-                    self._assign(name, value)
+                for name, value in e.variables.items():  # the call's built-ins: state, not steps of its path
+                    self._assign(name, value, trace=False)
                 self._go(self.flow.start, None)
             return
         if not self._started:

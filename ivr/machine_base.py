@@ -230,7 +230,7 @@ class MachineBase:
             if var.sensitive:
                 self._sensitive.add(var.name)
 
-    def _assign(self, name: str, value: Any, sensitive: bool = False) -> bool:
+    def _assign(self, name: str, value: Any, sensitive: bool = False, trace: bool = True) -> bool:
         """Convert ``value`` to ``name``'s type and set it; a value that does not convert is traced."""
         try:
             typed = convert(value, self._types.get(name, "string"))
@@ -239,7 +239,10 @@ class MachineBase:
             return False
         if sensitive:
             self._sensitive.add(name)
-        self._set(name, typed)
+        if trace:
+            self._set(name, typed)
+        else:
+            self.variables[name] = typed
         return True
 
     def _set(self, name: str, value: Any) -> None:

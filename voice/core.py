@@ -177,9 +177,8 @@ class EngineCore:
         """Is ``source`` ("ip:port" or "[ip6]:port") in [sip] trusted_peers? (They may assert identities.)"""
         if not self._trusted_nets:
             return False
-        host = source.rsplit(":", 1)[0].strip("[]") if source.count(":") == 1 or source.startswith("[") else source
         try:
-            ip = ipaddress.ip_address(host)
+            ip = ipaddress.ip_address(source.rpartition(":")[0].strip("[]"))  # pjsip always gives the port
         except ValueError:
             return False
         return any(ip in net for net in self._trusted_nets)
