@@ -33,6 +33,8 @@ class ApiContext:
     db: "Database | None" = None              # default: the calls repository's
     flows: "FlowDirectory | None" = None      # reloaded after a deploy or rollback through the API
     phrase_check: Any = None                  # ivr.flow.PhraseCheck: speech phrases checked at deploy
+    acd: Any = None                           # callcenter.acd_control.AcdControl: the live ACD (None: not running)
+    bus: Any = None                           # callcenter.live_events.EventBus: the live event stream
 
 
 class Health(BaseModel):

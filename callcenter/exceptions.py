@@ -3,7 +3,9 @@
 CallCenterError
 ├── ConfigError      the config file, a flag or the data directory is unusable (exit code 2)
 ├── StartupError     a resource the server needs cannot be had: a port in use, a flow that fails (exit 2)
-└── AuthError        a bearer token is missing/unknown (401) or its role may not do this (403)
+├── AuthError        a bearer token is missing/unknown (401) or its role may not do this (403)
+├── UnknownAgent     no agent with that id is configured (404)
+└── UnknownQueue     no queue with that name is configured (404)
 """
 
 
@@ -23,3 +25,11 @@ class AuthError(CallCenterError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class UnknownAgent(CallCenterError):
+    """No agent with that id is configured."""
+
+
+class UnknownQueue(CallCenterError):
+    """No queue with that name is configured."""
