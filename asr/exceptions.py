@@ -7,7 +7,10 @@ AsrError                  base class of every error raised by asr/
 ├── BadPhrases            the phrase list is empty or a phrase is not a plain lower-case word string
 │   └── UnknownWords      a phrase uses a word the engine's dictionary does not have (``words`` lists them)
 ├── UnsupportedRate       the input sample rate cannot be resampled to the engine's rate
-└── RecognizerClosed      the streaming recognizer (or one listener) was already closed
+├── RecognizerClosed      the streaming recognizer (or one listener) was already closed
+├── BadAudio              an audio file cannot be used: missing, not a WAV file, truncated, unsupported encoding
+└── ModelError            installing, listing or verifying a vosk model failed (corrupt archive, not a model,
+                          checksum mismatch, unsafe paths in the archive, download error)
 """
 
 from __future__ import annotations
@@ -49,3 +52,13 @@ class UnsupportedRate(AsrError):
 
 class RecognizerClosed(AsrError):
     """The streaming recognizer (or one listener) was already closed."""
+
+
+class BadAudio(AsrError):
+    """An audio file cannot be used (missing, not a WAV file, truncated, unsupported encoding).
+
+    The message is one line and names the file."""
+
+
+class ModelError(AsrError):
+    """Installing, listing or verifying a vosk model failed; the message says why in one line."""

@@ -1,8 +1,10 @@
 """HTTP API (FastAPI): health, calls, recordings, users. Every /api route needs a bearer token.
 
-Roles: admin (everything), supervisor and qa (calls and recordings), agent (their own desk: later
-issues). The OpenAPI schema is published at /openapi.json, with interactive docs at /docs.
-Flows, numbers and voicemails are in callcenter/flows_api.py.
+Roles: admin (everything), supervisor and qa (calls and recordings), agent (their own state).
+The OpenAPI schema is published at /openapi.json, with interactive docs at /docs. Flows, numbers
+and voicemails are in callcenter/flows_api.py; agents, queues and customers in acd_api.py; queue
+figures in stats_api.py; the live event stream in events_api.py; QA review in qa_api.py; the pages
+(/qa) in callcenter/web/.
 """
 
 import stat
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
@@ -142,6 +145,13 @@ def create_app(ctx: ApiContext, demo_crm: bool = False) -> FastAPI:
         description="Telephony-first contact center API. Send `Authorization: Bearer <token>` on /api routes.",
     )
     app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input back, and a NaN or Infinity in it cannot be encoded (a 500).
+        errors = [{k: v for k, v in e.items() if k in ("type", "loc", "msg")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
     readers = require("supervisor", "qa")
     ivr_paths = IvrPathRepo(ctx.db or ctx.calls.db)
 
@@ -190,9 +200,12 @@ def create_app(ctx: ApiContext, demo_crm: bool = False) -> FastAPI:
     async def me(user: Annotated[User, Depends(require("supervisor", "qa", "agent"))]) -> UserOut:
         return UserOut(id=user.id, name=user.name, role=user.role)
 
-    from .flows_api import build_router  # (it imports require() from here)
+    from . import acd_api, events_api, flows_api, qa_api, stats_api  # (they import require() from here)
+    from .web.pages import mount_pages
 
-    app.include_router(build_router(ctx))
+    for module in (flows_api, acd_api, stats_api, events_api, qa_api):
+        app.include_router(module.build_router(ctx))
+    mount_pages(app)
     if demo_crm:
         from .demo_crm import router as crm
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from ivr.exceptions import CallGoneError
 from voice.engine import Engine
 from voice.exceptions import CallGone, EngineStopped
 
+from .acd import AcdService, CallerRef
 from .call_audio import CallAudio
 from .storage.repos import EventRepo
 
@@ -31,7 +33,8 @@ _EVENT_COLUMNS = frozenset({"at", "call_id", "agent", "event"})  # EventRepo.app
 class EngineCallControl:
     def __init__(self, engine: Engine, handle: int, call_id: str, events: EventRepo, data_dir: Path,
                  audio: CallAudio, spawn: Callable[[Any, str], None],
-                 save_voicemail: Callable[[str, Path, str, str], Any], caller_number: str = "") -> None:
+                 save_voicemail: Callable[[str, Path, str, str], Any], caller_number: str = "",
+                 acd: AcdService | None = None, post: Callable[[ivr_ev.Event], None] | None = None) -> None:
         self.engine = engine
         self.handle = handle
         self.call_id = call_id
@@ -44,6 +47,9 @@ class EngineCallControl:
         self.recording_paused = False
         self._voicemails = 0
         self.caller_number = caller_number
+        self.acd = acd
+        self.post = post
+        self.pause_intervals: list[tuple[float, float | None]] = []  # recording pauses (epoch seconds)
 
     async def play(self, path: Path) -> int:
         async with _gone():
@@ -64,11 +70,14 @@ class EngineCallControl:
             async with _gone():
                 await self.engine.pause_recording(self.handle)
             self.recording_paused = True
+            self.pause_intervals.append((time.time(), None))
             self._write("RECPAUSE", {})
 
     async def resume_recording(self) -> None:
         if self.recording_paused:
             self.recording_paused = False
+            if self.pause_intervals and self.pause_intervals[-1][1] is None:
+                self.pause_intervals[-1] = (self.pause_intervals[-1][0], time.time())
             try:
                 await self.engine.resume_recording(self.handle)
             except (CallGone, EngineStopped):
@@ -116,11 +125,14 @@ class EngineCallControl:
     async def stop_listening(self, listen: int) -> None:
         await self.audio.stop_listening(listen)
 
-    async def enqueue(self, action: act.Enqueue) -> ivr_ev.QueueOutcome:
-        # The ACD (issue 10) plugs in here; until then every queue is unstaffed.
-        self._write("ENTERQUEUE", {"skills": action.skills, "priority": action.priority}, queue=action.queue)
-        self._write("EXITEMPTY", {"reason": "no agents (the ACD is not installed yet)"}, queue=action.queue)
-        return "no_agents"
+    async def enqueue(self, action: act.Enqueue) -> ivr_ev.QueueOutcome | None:
+        """Hand the caller to the ACD: None while they wait (it posts the QueueResult)."""
+        if self.acd is None or self.post is None:  # (a server without an ACD: every queue is unstaffed)
+            self._write("ENTERQUEUE", {"skills": action.skills, "priority": action.priority}, queue=action.queue)
+            self._write("EXITEMPTY", {"reason": "no ACD"}, queue=action.queue)
+            return "no_agents"
+        ref = CallerRef(self.call_id, self.handle, self.caller_number, self.post, control=self)
+        return await self.acd.enqueue(ref, action)
 
     def trace(self, step: act.Trace, version: str) -> None:
         data = {"node": step.node, **step.data}

@@ -12,11 +12,11 @@ import logging
 import time
 import typing
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ivr import events as ivr_ev
 from ivr.driver import FlowDriver, HttpClient
@@ -38,9 +38,11 @@ from voice.events import (
 )
 from voice.exceptions import CallGone, EngineError, EngineStopped
 
+from .acd import AcdService
 from .call_audio import CallAudio, Recognizer
 from .call_control import EngineCallControl
 from .flow_directory import FlowDirectory, Resolved
+from .post_call import LegInfo
 from .storage.db import utcnow
 from .storage.flows import VoicemailRepo
 from .storage.repos import CallRepo, EventRepo
@@ -61,7 +63,8 @@ class IvrOptions:
 class CallService:
     def __init__(self, engine: Engine, calls: CallRepo, events: EventRepo, voicemails: VoicemailRepo,
                  flows: FlowDirectory, prompts: PromptCache, http: HttpClient, recognizer: Recognizer | None,
-                 data_dir: Path, options: IvrOptions | None = None) -> None:
+                 data_dir: Path, options: IvrOptions | None = None, acd: AcdService | None = None,
+                 post_call: PostCallHook | None = None, bus: Any = None) -> None:
         self.engine = engine
         self.calls = calls
         self.events = events
@@ -72,6 +75,9 @@ class CallService:
         self.recognizer = recognizer
         self.data_dir = data_dir
         self.options = options or IvrOptions()
+        self.acd = acd
+        self.post_call = post_call
+        self.bus = bus
         self.stopping = False
         self._inboxes: dict[int, Inbox] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -127,6 +133,7 @@ class CallService:
         self.calls.create_nowait(call_id, inc.sip_call_id, inc.caller_number, inc.dialled_number, inc.remote_address,
                                  resolved.name if resolved else "", caller_name=inc.caller_name,
                                  caller_uri=inc.caller, flow_version=version)
+        self._publish("call_started", call_id=call_id, caller=inc.caller_number, dialled=inc.dialled_number)
         self.events.append_nowait("CALLSTART", call_id, caller=inc.caller_number, callee=inc.dialled_number,
                                   sip_call_id=inc.sip_call_id, flow=resolved.name if resolved else "",
                                   flow_version=version)
@@ -161,6 +168,9 @@ class CallService:
             del self._inboxes[inc.call]  # engine ids are never reused
 
     async def _handle(self, call: _CallState, event: EngineEvent | ivr_ev.Event) -> None:
+        if self.acd is not None and isinstance(event, PlaybackDone | DtmfReceived) and self.acd.caller_event(
+                call.id, event):
+            return  # hold music, an announcement, "press 1" while the caller waits in a queue
         if isinstance(event, _IVR_EVENTS):
             if call.driver is not None:
                 await call.driver.feed(event)
@@ -200,7 +210,7 @@ class CallService:
                                self.options.clock_rate)
         call.control = EngineCallControl(self.engine, call.incoming.call, call.id, self.events, self.data_dir,
                                          call.audio, self.spawn, self._save_voicemail,
-                                         call.incoming.caller_number)
+                                         call.incoming.caller_number, acd=self.acd, post=post)
         r = call.resolved
         machine = FlowMachine(r.flow, r.subflows, version=str(r.version))
         call.driver = FlowDriver(machine, call.control, self.prompts, self.http, post, call_id=call.id,
@@ -248,6 +258,7 @@ class CallService:
             self.calls.update_nowait(call.id, codec=codec)
             return
         call.recording = path
+        call.recording_started = time.time()
         self.calls.update_nowait(call.id, codec=codec, recording_path=str(path.relative_to(self.data_dir)))
 
     async def _hangup(self, call: _CallState, code: int) -> None:
@@ -265,6 +276,8 @@ class CallService:
             call.control.call_ended()
         if call.audio is not None:
             await call.audio.close()
+        departure = await self.acd.caller_gone(call.id) if self.acd is not None else None
+        agent_leg = departure.agent_leg if departure is not None else None
         if self.stopping and not flow_ended:
             disposition = "shutdown"
         elif call.refused:
@@ -295,10 +308,46 @@ class CallService:
                               recording_seconds=round(done.seconds, 3))
             else:
                 fields["recording_path"] = None
+        if agent_leg is not None and agent_leg.recording is not None:
+            try:
+                done = await _finish_recording(agent_leg.recording)
+            except OSError as exc:
+                log.error("agent recording unreadable", extra={"call_id": call.id, "error": repr(exc)})
+                done = None
+            if done is not None:
+                fields.update(agent_recording_path=str(agent_leg.recording.relative_to(self.data_dir)),
+                              agent_recording_sha256=done.sha256, agent_recording_bytes=done.bytes,
+                              agent_recording_seconds=round(done.seconds, 3))
         self.calls.update_nowait(call.id, **fields)
         self.events.append_nowait("CALLEND", call.id, disposition=disposition, cause=fields["hangup_cause"])
+        self._publish("call_ended", call_id=call.id, disposition=disposition)
+        if self.post_call is not None and call.recording is not None and fields.get("recording_sha256"):
+            legs: dict[str, LegInfo] = {"caller": LegInfo(call.recording, 0.0, self._pauses(call))}
+            if agent_leg is not None and agent_leg.recording is not None and "agent_recording_sha256" in fields:
+                legs["agent"] = LegInfo(agent_leg.recording,
+                                        max(0.0, agent_leg.recording_offset_s - call.recording_started), [])
+            self.post_call.submit(call.id, legs, departure.queue if departure else "")
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
+
+
+    def _pauses(self, call: _CallState) -> list[tuple[float, float]]:
+        """The caller recording's pauses (sensitive input) in seconds from its start."""
+        if call.control is None:
+            return []
+        end, t0 = time.time(), call.recording_started
+        return [(round(max(0.0, a - t0), 3), round(max(0.0, (b or end) - t0), 3))
+                for a, b in call.control.pause_intervals]
+
+    def _publish(self, type_: str, **data: Any) -> None:
+        if self.bus is not None:
+            self.bus.publish({"type": type_, "at": time.time(), **data})
+
+
+class PostCallHook(Protocol):
+    """callcenter/post_call.py: recording rows, the stereo mix and the transcription job of a finished call."""
+
+    def submit(self, call_id: str, legs: Mapping[str, LegInfo], queue: str = "") -> None: ...
 
 
 INLINE_FINISH_BYTES = 1 << 20  # about a minute of 8 kHz audio: checksummed on the loop (< 1 ms)
@@ -328,3 +377,4 @@ class _CallState:
         self.refused = False
         self.early_digits: list[ivr_ev.Digit] = []
         self.recording: Path | None = None
+        self.recording_started = 0.0          # epoch seconds

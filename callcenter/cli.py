@@ -1,4 +1,5 @@
-"""The `callcenter` command: serve, calls, user, flow."""
+"""The `callcenter` command: serve, calls, user, flow, agent, queue, customer, report, recordings, jobs,
+models, transcribe."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import uvloop
 
 from voice.text import clean
 
-from . import flow_cli
+from . import acd_cli, flow_cli, models_cli, qa_report_cli, recordings_cli, report_cli, transcribe_cli
 from .exceptions import CallCenterError
 from .logs import setup_logging
 from .settings import Settings, check_data_dir, load_settings, with_overrides
@@ -67,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     flow = sub.add_parser("flow", help="IVR flows: validate, test, deploy...").add_subparsers(dest="action",
                                                                                               required=True)
     flow_cli.add_parsers(flow, _common)
+    acd_cli.add_parsers(sub, _common)
+    report = sub.add_parser("report", help="queue, keyword and QA reports").add_subparsers(dest="action",
+                                                                                          required=True)
+    report_cli.add_parsers(report, _common)
+    qa_report_cli.add_parsers(report, _common)
+    recordings_cli.add_parsers(sub, _common)
+    models = sub.add_parser("models", help="speech models: list, install, verify").add_subparsers(dest="action",
+                                                                                                  required=True)
+    models_cli.add_parsers(models, _common)
+    transcribe_cli.add_parser(sub, _common)
     return parser
 
 
@@ -141,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         ("user", "add"): _user_add,
         ("user", "list"): _user_list,
         **{("flow", action): handler for action, handler in flow_cli.HANDLERS.items()},
+        **{("agent", action): handler for action, handler in acd_cli.AGENT_HANDLERS.items()},
+        **{("queue", action): handler for action, handler in acd_cli.QUEUE_HANDLERS.items()},
+        **{("customer", action): handler for action, handler in acd_cli.CUSTOMER_HANDLERS.items()},
+        **{("report", action): handler for action, handler in report_cli.HANDLERS.items()},
+        **{("report", action): handler for action, handler in qa_report_cli.HANDLERS.items()},
+        **{(group, action): handler for (group, action), handler in recordings_cli.HANDLERS.items()},
+        **{("models", action): handler for action, handler in models_cli.HANDLERS.items()},
+        ("transcribe", None): transcribe_cli.handler,
     }
     try:
         return handlers[(args.command, getattr(args, "action", None))](args)

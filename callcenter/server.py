@@ -30,16 +30,22 @@ from voice.audio import Audio, read_wav, resample, write_wav
 from voice.engine import Engine
 from voice.exceptions import AudioFormatError, EngineError
 
+from .acd import AcdService
+from .acd_store import AcdStore
 from .api import ApiContext, create_app
 from .calls import CallService, IvrOptions
 from .exceptions import StartupError
 from .flow_directory import FlowDirectory
+from .live_events import EventBus
+from .post_call import PostCall
 from .recognizer import open_recognizer, phrase_checker
 from .recovery import recover
 from .settings import Settings, check_data_dir
 from .storage.db import Database
 from .storage.flows import VoicemailRepo
 from .storage.repos import CallRepo, EventRepo, UserRepo
+from .transcription_jobs import JobRunner
+from .trunk import Trunk
 
 log = logging.getLogger("callcenter.server")
 
@@ -99,6 +105,18 @@ def static_prompts(flows: list[Flow]) -> list[tuple[str, str, str | None, int | 
     return out
 
 
+def _job_runner(settings: Settings, db: Database, data_dir: Path) -> JobRunner:
+    def existing(path: Path | None) -> Path | None:
+        if path is not None and not path.exists():
+            log.warning("transcription: no such file, its part of the analysis is skipped", extra={"path": str(path)})
+            return None
+        return path
+
+    return JobRunner(db, data_dir, workers=settings.transcribe_workers or None, engine=settings.asr_engine,
+                     vosk_model=settings.vosk_model, rules_path=existing(settings.keywords),
+                     scorecards_path=existing(settings.scorecards))
+
+
 async def serve(settings: Settings) -> int:
     data_dir = check_data_dir(settings.data_dir)
     default_flow = None
@@ -143,10 +161,18 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host
     options = IvrOptions(transfer_allow=settings.transfer_allow, inband_dtmf=settings.inband_dtmf, clock_rate=rate,
                          server_url=f"http://{host}:{settings.http_port}")
+    bus = EventBus()
+    acd = AcdService(engine, AcdStore(db), events, calls, prompts, data_dir, hold_music=settings.hold_music,
+                     trunk=Trunk(settings.trunk_uri, settings.trunk_allow, settings.trunk_from),
+                     callback_attempts=settings.callback_attempts, callback_retry_s=settings.callback_retry_s,
+                     bus=bus)
+    await acd.start()
+    jobs = _job_runner(settings, db, data_dir) if settings.transcribe else None
+    post_call = PostCall(db, data_dir, on_enqueued=jobs.wake if jobs else None)
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
-                          data_dir, options)
+                          data_dir, options, acd=acd, post_call=post_call, bus=bus)
     app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active,
-                                db=db, flows=directory, phrase_check=phrase_checker(settings)),
+                                db=db, flows=directory, phrase_check=phrase_checker(settings), acd=acd, bus=bus),
                      demo_crm=settings.demo_crm)
     http = _Uvicorn(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
 
@@ -156,6 +182,8 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
         loop.add_signal_handler(sig, stop.set)
     dispatcher = asyncio.create_task(service.run(), name="call-dispatch")
     refresher = asyncio.create_task(directory.run(), name="flow-refresh")
+    acd_timer = asyncio.create_task(acd.run(), name="acd")
+    job_task = asyncio.create_task(jobs.run(), name="transcription") if jobs else None
     http_task = asyncio.create_task(http.serve(sockets=[http_sock]), name="http")
     log.info("serving", extra={
         "sip": f"{settings.engine.host}:{settings.engine.sip_port}/{'+'.join(settings.engine.transports)}",
@@ -171,11 +199,18 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
         log.info("shutting down", extra={"active_calls": service.active})
         service.stopping = True
         await engine.stop()          # hangs up, finalizes recordings, libDestroy on its thread
-        for task in (dispatcher, refresher):
+        for task in (dispatcher, refresher, acd_timer):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await service.drain()        # write the final call rows
+        await acd.stop()
+        await post_call.close()      # recording rows and transcription jobs of the last calls
+        if jobs is not None and job_task is not None:
+            await jobs.stop()        # unfinished jobs are given back (the next start takes them)
+            with contextlib.suppress(asyncio.CancelledError):
+                await job_task
+        bus.close()
         if recognizer is not None:
             await recognizer.aclose()
         await http_client.aclose()

@@ -14,6 +14,7 @@ from voice.config import EngineConfig
 from .exceptions import ConfigError
 
 DEFAULT_CONFIG = Path("config/callcenter.toml")
+DEFAULT_HOLD_MUSIC = Path("/usr/share/asterisk/moh")  # Debian's asterisk-moh-opsound-wav (free licence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,18 @@ class Settings:
     asr_engine: str = "pocketsphinx"
     vosk_model: Path | None = None
     log_level: str = "info"
+    hold_music: Path = DEFAULT_HOLD_MUSIC  # a WAV or a folder of them, for queues that name none
+    callback_attempts: int = 3         # calls to a customer who asked to be called back, before giving up
+    callback_retry_s: float = 120.0    # between two attempts
+    trunk_uri: str = ""                # outbound calls: "sip:{number}@gateway"; "" = no trunk, nothing dials out
+    trunk_allow: tuple[str, ...] = ()  # glob patterns a number must match to be dialled through the trunk
+    trunk_from: str = ""               # the From of outbound calls ("": the server's own URI)
+    retention_days: int = 0            # recordings and transcripts kept this many days (0: forever)
+    retention_per_queue: dict[str, int] = field(default_factory=dict)  # queue -> days
+    transcribe: bool = True            # transcribe every recorded call after it ends
+    transcribe_workers: int = 0        # worker processes (0: one per core)
+    keywords: Path | None = None       # keyword rules (YAML); None: config/keywords.yaml beside the config
+    scorecards: Path | None = None     # QA scorecards (YAML); None: config/scorecards.yaml beside the config
     engine: EngineConfig = field(default_factory=EngineConfig)
     config_file: Path | None = None
 
@@ -45,6 +58,10 @@ _KNOWN = {
     "ivr": {"flow", "default_flow", "transfer_allow", "inband_dtmf", "demo_crm"},
     "prompts": {"voice", "words_per_minute", "voices", "cache_dir"},
     "asr": {"engine", "vosk_model"},
+    "acd": {"hold_music", "callback_attempts", "callback_retry_s"},
+    "trunk": {"uri", "allow", "from_uri"},
+    "recordings": {"retention_days", "retention"},
+    "transcription": {"enabled", "workers", "keywords", "scorecards"},
     "log": {"level"},
 }
 
@@ -95,6 +112,8 @@ def load_settings(config: Path | None) -> Settings:
     base = config.parent
     srv, sip, ivr = data.get("server", {}), data.get("sip", {}), data.get("ivr", {})
     prompts, logt, asr = data.get("prompts", {}), data.get("log", {}), data.get("asr", {})
+    acd, trunk = data.get("acd", {}), data.get("trunk", {})
+    recs, tx = data.get("recordings", {}), data.get("transcription", {})
 
     def path(table: str, key: str, raw: Any) -> Path:
         p = Path(os.path.expanduser(_typed(table, key, raw, str)))
@@ -157,7 +176,52 @@ def load_settings(config: Path | None) -> Settings:
     vosk_model = path("asr", "vosk_model", asr["vosk_model"]) if asr.get("vosk_model") else None
     if engine_name == "vosk" and vosk_model is None:
         raise ConfigError("[asr] engine = \"vosk\" needs vosk_model, the folder of an installed vosk model")
+    trunk_uri = _typed("trunk", "uri", trunk.get("uri", ""), str).strip()
+    if trunk_uri and (not trunk_uri.lower().startswith(("sip:", "sips:")) or "{number}" not in trunk_uri):
+        raise ConfigError(f"[trunk] uri = {trunk_uri!r}: expected a SIP URI with {{number}}, "
+                          "e.g. \"sip:{number}@192.0.2.10:5060\"")
+    if trunk_uri:
+        hostport = trunk_uri.split("@", 1)[-1].split(";", 1)[0]
+        host = hostport[1:hostport.find("]")] if hostport.startswith("[") else hostport.split(":", 1)[0]
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"[trunk] uri = {trunk_uri!r}: the gateway must be an IP address (the engine does "
+                              "not resolve names, which would stall every call): e.g. "
+                              "\"sip:{number}@192.0.2.10:5060\"") from None
+    trunk_allow = _typed("trunk", "allow", trunk.get("allow", []), list)
+    for pattern in trunk_allow:
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"[trunk] allow: {pattern!r} is not a number pattern (e.g. \"+1555*\")")
+    if trunk_uri and not trunk_allow:
+        raise ConfigError("[trunk] uri is set but allow is empty: list the number patterns it may dial "
+                          "(e.g. allow = [\"+1555*\"]); nothing would be dialled")
+    retention = _typed("recordings", "retention", recs.get("retention", {}), dict)
+    for queue_name, days in retention.items():
+        if _typed("recordings", f"retention.{queue_name}", days, int) < 0:
+            raise ConfigError(f"[recordings] retention.{queue_name} = {days}: days must be >= 0 (0: forever)")
+    attempts = _typed("acd", "callback_attempts", acd.get("callback_attempts", 3), int)
+    retry = _typed("acd", "callback_retry_s", acd.get("callback_retry_s", 120), (int, float))
+    if attempts < 1 or retry < 0:
+        raise ConfigError("[acd] callback_attempts must be >= 1 and callback_retry_s >= 0")
+    keep = _typed("recordings", "retention_days", recs.get("retention_days", 0), int)
+    workers = _typed("transcription", "workers", tx.get("workers", 0), int)
+    if keep < 0 or workers < 0:
+        raise ConfigError("[recordings] retention_days and [transcription] workers must be >= 0")
     return Settings(
+        hold_music=path("acd", "hold_music", acd["hold_music"]) if acd.get("hold_music") else DEFAULT_HOLD_MUSIC,
+        callback_attempts=attempts,
+        callback_retry_s=float(retry),
+        trunk_uri=trunk_uri,
+        trunk_allow=tuple(p.strip() for p in trunk_allow),
+        trunk_from=_typed("trunk", "from_uri", trunk.get("from_uri", ""), str),
+        retention_days=keep,
+        retention_per_queue={str(k): int(v) for k, v in retention.items()},
+        transcribe=_typed("transcription", "enabled", tx.get("enabled", True), bool),
+        transcribe_workers=workers,
+        keywords=path("transcription", "keywords", tx["keywords"]) if tx.get("keywords") else base / "keywords.yaml",
+        scorecards=(path("transcription", "scorecards", tx["scorecards"]) if tx.get("scorecards")
+                    else base / "scorecards.yaml"),
         data_dir=path("server", "data_dir", srv["data_dir"]) if "data_dir" in srv else Path("data"),
         http_host=eng.host,
         http_port=_typed("server", "http_port", srv.get("http_port", 8080), int),

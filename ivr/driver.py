@@ -48,7 +48,7 @@ class CallControl(Protocol):
     async def transfer(self, target: str) -> None: ...            # outcome: driver.transfer_done
     async def listen(self, listen: int, phrases: Sequence[str], language: str) -> None: ...
     async def stop_listening(self, listen: int) -> None: ...
-    async def enqueue(self, action: act.Enqueue) -> ev.QueueOutcome: ...
+    async def enqueue(self, action: act.Enqueue) -> ev.QueueOutcome | None: ...  # None: a QueueResult is posted later
     def trace(self, step: act.Trace, version: str) -> None: ...   # the IVR path: events table
 
 
@@ -142,7 +142,7 @@ class FlowDriver:
         if self.machine.finish_reason == "transfer" and not self.closed:
             self.closed = True  # the caller went to the transfer target: our leg ends
             await self._hangup_quietly()
-        # (finish_reason "queue": the ACD owns the call from here; issue 10 plugs in at enqueue)
+        # (finish_reason "queue": the ACD owns the call from here: callcenter/acd.py)
 
     def playback_done(self, playback: int) -> None:
         prompt = self._playing.pop(playback, None)
@@ -231,7 +231,8 @@ class FlowDriver:
                 self.post(ev.VoicemailDone(now=self.clock(), seconds=seconds))
         elif isinstance(a, act.Enqueue):
             outcome = await self.control.enqueue(a)
-            self.post(ev.QueueResult(now=self.clock(), outcome=outcome))
+            if outcome is not None:  # (None: the caller waits; the ACD posts the QueueResult when it is decided)
+                self.post(ev.QueueResult(now=self.clock(), outcome=outcome))
         elif isinstance(a, act.Transfer):
             if not transfer_allowed(a.target, self.transfer_allow):
                 log.warning("transfer target not allowed", extra={**self._ctx(), "target": a.target})

@@ -10,7 +10,13 @@ pjsua gave the same call slot. Call objects are dropped only after pjsua has let
 Nothing dials out by itself: a REFER is refused (403), an INVITE with Replaces too, and the SIP
 guard (native/pjsua2/guard/) answers every request outside a dialog that is not a call or a
 keep-alive, itself, with a response to its source. The engine's own REFER (``transfer``, a
-blind transfer the application decided on) is the only way a call leaves.
+blind transfer the application decided on) and the calls the application places (``dial``,
+voice/outbound.py) are the only ways a call leaves.
+
+The SIP guard counts incoming calls per source (their INVITE's Call-ID) until ``callEnded``;
+a call we placed was never counted there (its INVITE is ours), so its end is not reported to
+the guard (a far end that reused our Call-ID for an INVITE of its own would otherwise get its
+count lowered). The guard's "every line busy" check counts pjsua's calls, placed ones included.
 
 Keys: RFC 4733 telephone-events and SIP INFO (the guard normalizes INFO bodies so pjsua answers
 200 and reports them) arrive as ``DtmfReceived``; whether the far end offered telephone-event
@@ -34,11 +40,13 @@ from typing import Any, Literal
 import pjsua2 as pj
 
 from . import pj_objects
+from .bridge import Bridges
 from .config import EngineConfig
 from .events import (
     CallAnswered,
     CallEnded,
     CallHeld,
+    CallProgress,
     DtmfReceived,
     EngineEvent,
     IncomingCall,
@@ -47,10 +55,11 @@ from .events import (
     TransferDone,
     TransferRefused,
 )
-from .exceptions import CallGone, EngineError
+from .exceptions import CallGone, EngineError, EngineStopped
 from .identity import caller_identity
 from .liveness import Watchdog
 from .media import CallMedia
+from .outbound import FromAccounts, Sinks, call_param, check_uri
 from .pj_log import PjLogWriter
 from .text import clean
 
@@ -110,7 +119,10 @@ class EngineCore:
         self.calls: dict[int, pj_objects.Call] = {}  # engine id -> call
         self._next_call = 1
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
-        self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done)
+        self.bridges = Bridges(self.calls)
+        self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done, self.bridges)
+        self.sinks = Sinks(emit)  # placed calls' events go to their own sinks
+        self.from_accounts = FromAccounts(self._from_account)
         self.watchdog = Watchdog(config.media_timeout_s, config.rtp_timeout_s, config.max_call_duration_s)
         self._last_end = float("-inf")  # when the last call ended (time.monotonic)
         self._malloc_trim = _malloc_trim()
@@ -120,7 +132,8 @@ class EngineCore:
 
     # -- events -----------------------------------------------------------------------------
     def post(self, event: EngineEvent) -> None:
-        self._emit(functools.partial(self.deliver, event))
+        if not self.sinks.route(event):
+            self._emit(functools.partial(self.deliver, event))
 
     deliver: Callable[[EngineEvent], None]
 
@@ -160,8 +173,14 @@ class EngineCore:
                 ) from None
         self.ep.libStart()
         self._set_codecs()
+        self.account = pj_objects.Account(self)
+        self.account.create(self._account_config(f"sip:callcenter@{cfg.public_address or cfg.host}:{cfg.sip_port}"),
+                            True)
+
+    def _account_config(self, id_uri: str) -> Any:
+        cfg = self.config
         acc_cfg = pj.AccountConfig()
-        acc_cfg.idUri = f"sip:callcenter@{cfg.public_address or cfg.host}:{cfg.sip_port}"
+        acc_cfg.idUri = id_uri
         acc_cfg.mediaConfig.transportConfig.port = cfg.rtp_port
         acc_cfg.mediaConfig.transportConfig.portRange = cfg.rtp_port_range
         if cfg.host not in ("0.0.0.0", ""):
@@ -170,8 +189,13 @@ class EngineCore:
         acc_cfg.callConfig.timerSessExpiresSec = cfg.session_expires_s
         acc_cfg.callConfig.timerMinSESec = min(90, cfg.session_expires_s)
         acc_cfg.presConfig.publishEnabled = False
-        self.account = pj_objects.Account(self)
-        self.account.create(acc_cfg, True)
+        return acc_cfg
+
+    def _from_account(self, from_uri: str) -> pj_objects.Account:
+        """An account whose id is ``from_uri``: the From of the calls placed with it."""
+        acc = pj_objects.Account(self)
+        acc.create(self._account_config(from_uri), False)
+        return acc
 
     def _trusted(self, source: str) -> bool:
         """Is ``source`` ("ip:port" or "[ip6]:port") in [sip] trusted_peers? (They may assert identities.)"""
@@ -245,6 +269,7 @@ class EngineCore:
         for call in list(self.calls.values()):  # calls that never confirmed their BYE
             self._close_call(call, 0, "engine shutdown")
         self.reap()
+        self.from_accounts.shutdown()
         if self.account is not None:
             self.account.shutdown()
             self.account = None
@@ -315,6 +340,13 @@ class EngineCore:
 
     def on_call_confirmed(self, call: pj_objects.Call) -> None:
         self.post(CallAnswered(call=call.cid))
+        if call.outbound:
+            self.watchdog.answered(call.liveness, time.monotonic())
+            if not call.media_started:  # its media came with the 200 OK (or early): ready now
+                self.on_media_state(call)
+
+    def on_call_progress(self, call: pj_objects.Call, code: int) -> None:
+        self.post(CallProgress(call=call.cid, status=code))
 
     def on_media_state(self, call: pj_objects.Call) -> None:
         if call.ended:
@@ -335,7 +367,8 @@ class EngineCore:
         two_way = mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE and mi.dir == pj.PJMEDIA_DIR_ENCODING_DECODING
         held = not two_way
         now = time.monotonic()
-        if two_way and not call.media_started:
+        if two_way and not call.media_started and (call.confirmed or not call.outbound):
+            # (a placed call's early media, a 183's, is bridged and heard but not "ready")
             call.media_started = True
             try:
                 call.codec = call.getStreamInfo(mi.index).codecName
@@ -397,7 +430,7 @@ class EngineCore:
         call.ended = True
         self._last_end = time.monotonic()
         self.calls.pop(call.cid, None)
-        if self.guard is not None and call.sip_call_id:
+        if self.guard is not None and call.sip_call_id and not call.outbound:  # (see the module docstring)
             try:
                 self.guard.callEnded(guard_key(call.sip_call_id))
             except Exception:
@@ -452,10 +485,60 @@ class EngineCore:
         self.call(cid).answer(prm)
 
     def hangup(self, cid: int, code: int) -> None:
-        self._end(self.call(cid), code)
+        call = self.call(cid)
+        if call.outbound and not call.confirmed:
+            code = 487  # a CANCEL (pjsua sends one, whatever the code): CallEnded says 487 Request Terminated
+        self._end(call, code)
 
-    def play(self, cid: int, path: str) -> int:
-        return self.media.play(self.call(cid), path)
+    def play(self, cid: int, path: str, loop: bool = False) -> int:
+        return self.media.play(self.call(cid), path, loop)
+
+    def dial(self, uri: str, from_uri: str, headers: dict[str, str],
+             sink: Callable[[EngineEvent], None]) -> int:
+        """Place a call (voice/outbound.py); its engine id. Its events go to ``sink``."""
+        if self.stopping:
+            raise EngineStopped("the SIP engine is stopping")
+        check_uri(uri)
+        prm = call_param(headers)
+        assert self.account is not None
+        acc = self.from_accounts.get(self.account, from_uri)
+        call = pj_objects.Call(acc, pj.PJSUA_INVALID_ID, self)
+        call.outbound = True
+        call.liveness.ringing = True  # no media expected before the answer (voice/liveness.py)
+        call.cid = self._next_call
+        self._next_call += 1
+        self.calls[call.cid] = call  # before makeCall: nothing pjsua reports can miss it
+        self.sinks.hold(call.cid, sink)
+        try:
+            call.makeCall(uri, prm)
+        except pj.Error as exc:
+            self.sinks.discard(call.cid)
+            self.calls.pop(call.cid, None)
+            call.ended = True
+            self._graveyard.append(call)
+            raise EngineError(f"cannot call {clean(uri, 120)}: {describe(exc)}") from None
+        call.handle = call.getId()
+        self.sinks.release(call.cid)
+        try:
+            ci = call.getInfo()
+            call.sip_call_id = ci.callIdString
+            state, code, reason = ci.state, int(ci.lastStatusCode), ci.lastReason
+        except pj.Error as exc:  # pjsua let go of it already
+            state, code, reason = pj.PJSIP_INV_STATE_DISCONNECTED, 500, describe(exc)
+        log.info("calling", extra={"call": call.cid, "uri": clean(uri, 200)})
+        if state == pj.PJSIP_INV_STATE_DISCONNECTED and not call.ended:  # ended inside makeCall
+            call.ended = True
+            self._close_call(call, code, reason)
+        return call.cid
+
+    def bridge(self, a: int, b: int) -> None:
+        self.bridges.bridge(self.call(a), self.call(b))
+
+    def unbridge(self, a: int, b: int) -> bool:
+        ca, cb = self.calls.get(a), self.calls.get(b)
+        if ca is None or cb is None or ca.ended or cb.ended:
+            return False  # an ended call's links went with it
+        return self.bridges.unbridge(ca, cb)
 
     def stop_playback(self, cid: int, playback: int) -> bool:
         return self.media.stop_playback(self.call(cid), playback)

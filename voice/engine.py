@@ -14,7 +14,7 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pjsua2 as pj
@@ -145,11 +145,43 @@ class Engine:
         await self._submit(self._core.answer, call, code)
 
     async def hangup(self, call: int, code: int = 603) -> None:
+        """End the call with ``code`` (a final response before the answer of an incoming call,
+        else a BYE). A placed call not answered yet is CANCELled instead (CallEnded: 487)."""
         await self._submit(self._core.hangup, call, code)
 
-    async def play(self, call: int, path: str) -> int:
-        """Play a WAV to the call; the playback's id. Exactly one ``PlaybackDone`` follows."""
-        return await self._submit(self._core.play, call, path)
+    async def play(self, call: int, path: str, *, loop: bool = False) -> int:
+        """Play a WAV to the call; the playback's id. Exactly one ``PlaybackDone`` follows
+        (none if the call ends first). ``loop``: over and over (hold music), with no deadline,
+        until ``stop_playback``."""
+        return await self._submit(self._core.play, call, path, loop)
+
+    async def dial(self, uri: str, *, from_uri: str = "", headers: Mapping[str, str] | None = None,
+                   sink: Callable[[EngineEvent], None]) -> int:
+        """Place a call to ``uri`` (sip:/sips:, printable ASCII, an IP host) from the server's
+        account, or with ``from_uri`` as its From; ``headers`` are added to the INVITE. Returns
+        the call's engine id (never reused). Bad input raises EngineError, and so does pjsua
+        refusing to place it (every line busy...): then no event of it is ever delivered.
+
+        Every event of the call goes to ``sink`` (called on the loop, in order), never to
+        ``events``: CallProgress (180/183), CallAnswered, MediaReady (after the answer),
+        CallHeld, DtmfReceived, PlaybackDone, TransferRefused, CallEnded (its ``status_code``
+        the final response: 486, 480, 408, 487 after a cancel, 603...). Events can reach the sink
+        before this coroutine returns (a quick rejection even its CallEnded): key them by
+        the id only once it is known, or let the sink queue them. ``hangup`` before the answer
+        CANCELs (whatever its code). The media timeout counts from the answer; the maximum
+        call duration from the INVITE (see voice/outbound.py)."""
+        return await self._submit(self._core.dial, uri, from_uri, dict(headers or {}), sink)
+
+    async def bridge(self, a: int, b: int) -> None:
+        """Two-way audio between calls ``a`` and ``b`` (the conference bridge): each far end
+        hears the other. Idempotent; kept across hold, resume and re-INVITEs of either call;
+        when either ends, the other goes on. Each call's recording keeps its own far end only
+        (voice/bridge.py). An ended call raises CallGone."""
+        await self._submit(self._core.bridge, a, b)
+
+    async def unbridge(self, a: int, b: int) -> bool:
+        """Undo ``bridge``; False if they were not bridged (or one has ended)."""
+        return await self._submit(self._core.unbridge, a, b)
 
     async def stop_playback(self, call: int, playback: int) -> bool:
         """Stop a playback now (barge-in). True if it was playing: its ``PlaybackDone``

@@ -32,8 +32,19 @@ class IncomingCall:
 
 
 @dataclass(frozen=True, slots=True)
+class CallProgress:
+    """A provisional response to a call the engine placed (``Engine.dial``): 180 Ringing, 183
+    Session Progress... once per change of status (a repeated 180 is not reported again)."""
+
+    call: int
+    status: int
+    type: Literal["call_progress"] = "call_progress"
+
+
+@dataclass(frozen=True, slots=True)
 class CallAnswered:
-    """The call reached CONFIRMED (the ACK arrived)."""
+    """The call reached CONFIRMED: the ACK arrived (a call we answered), or the far end's 200 OK
+    did and we sent the ACK (a call we placed)."""
 
     call: int
     type: Literal["call_answered"] = "call_answered"
@@ -41,7 +52,8 @@ class CallAnswered:
 
 @dataclass(frozen=True, slots=True)
 class MediaReady:
-    """The call's audio is flowing: prompts can be played and the caller recorded."""
+    """The call's audio is flowing: prompts can be played and the caller recorded. For a call
+    the engine placed, only after its answer (early media of a 183 is not reported)."""
 
     call: int
     codec: str
@@ -125,6 +137,6 @@ class CallEnded:
 
 
 EngineEvent = (
-    IncomingCall | CallAnswered | MediaReady | CallHeld | TransferRefused | PlaybackDone | DtmfReceived
+    IncomingCall | CallProgress | CallAnswered | MediaReady | CallHeld | TransferRefused | PlaybackDone | DtmfReceived
     | TransferDone | CallEnded
 )

@@ -7,6 +7,10 @@ carries its answer); a two-way call whose far end stops sending RTP is ended ``r
 after the last packet; a call on hold (``sendonly``/``inactive`` from the far end) is exempt
 from the RTP timeout, whose clock starts again on resume; every call ends after
 ``max_duration``.
+
+A call the engine placed (``Engine.dial``) rings first, for as long as the application lets it
+(a ring timeout of 15-30 s): it is created ``ringing`` and its ``media_timeout`` counts from the
+answer (``answered``), not from the INVITE. ``max_duration`` counts from the INVITE for every call.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class CallLiveness:
     held: bool = False
     rx_packets: int = -1
     rx_changed: float = 0.0
+    ringing: bool = False  # a call we placed, not answered yet: no media expected
+    answered: float | None = None  # when a call we placed was answered (its media timeout counts from it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,11 @@ class Watchdog:
             lv.media_since = now
         lv.rx_changed = now
 
+    def answered(self, lv: CallLiveness, now: float) -> None:
+        """A call we placed was answered: from now on it must get two-way audio within ``media_timeout``."""
+        if lv.ringing:
+            lv.ringing, lv.answered = False, now
+
     def set_held(self, lv: CallLiveness, held: bool, now: float) -> None:
         lv.held = held
         lv.rx_changed = now
@@ -46,7 +57,10 @@ class Watchdog:
         if self.max_duration > 0 and now - lv.started >= self.max_duration:
             return "max_duration"
         if lv.media_since is None:
-            return "no_media" if self.media_timeout > 0 and now - lv.started >= self.media_timeout else None
+            if lv.ringing:
+                return None
+            since = lv.started if lv.answered is None else lv.answered
+            return "no_media" if self.media_timeout > 0 and now - since >= self.media_timeout else None
         if lv.held or rx_packets is None:
             lv.rx_changed = now
             return None

@@ -1,14 +1,17 @@
-"""A call's media objects on the engine thread: prompt players, recordings, taps.
+"""A call's media objects on the engine thread: prompt players, recordings, taps, bridges.
 
 Everything here runs on the engine thread (voice/engine.py). A call's audio port on the
 conference bridge can come and go during the call: a re-INVITE or UPDATE that changes the
 stream (hold with ``a=inactive``, resume, a new codec) replaces it, and the bridge drops every
 connection of the old port. ``rewire`` connects players, the recording port and the taps to the
-new port after each media change, so a hold and resume never silences a prompt or a recording.
+new port after each media change, so a hold and resume never silences a prompt or a recording,
+and reconnects the call's bridges to other calls (voice/bridge.py).
 A player that nothing clocks (while the call has no port) never reaches its end, and pjmedia's
 end-of-file event can be lost under load: each playback also has a deadline (its length plus
 ``EOF_SLACK_S``) after which it is finished anyway, and ``stop_playback`` ends one at once
 (barge-in): whichever comes first reports it, so each playback gets exactly one PlaybackDone.
+A looping playback (hold music) has no deadline and ignores its end of file (every pass has
+one): only ``stop_playback`` ends it, or the call's end (then without a PlaybackDone).
 
 Recording pauses (sensitive input): the call's own port (a ``MediaTap``) records silence while
 its native pause flag is set, frame for frame, while a tap reading the same port still gets the
@@ -29,6 +32,7 @@ from typing import Any
 
 import pjsua2 as pj
 
+from .bridge import Bridges
 from .exceptions import EngineError
 from .pj_objects import Call, Hooks, Player
 
@@ -42,8 +46,9 @@ class CallMedia:
     """Players, recorders and taps of every call (engine thread only)."""
 
     def __init__(self, hooks: Hooks, clock_rate: int, retire: Callable[[Any], None],
-                 playback_done: Callable[[int, int, bool], None]) -> None:
+                 playback_done: Callable[[int, int, bool], None], bridges: Bridges) -> None:
         self._hooks = hooks
+        self.bridges = bridges
         self.clock_rate = clock_rate
         self._retire = retire  # objects to drop after the current callback returns
         self._playback_done = playback_done
@@ -72,10 +77,12 @@ class CallMedia:
                 a.startTransmit(tap)
             if speak:
                 tap.startTransmit(a)
+        self.bridges.rewire(call)
 
     def release(self, call: Call) -> tuple[str, ...]:
         """The call ended: retire its objects (dropping a recorder closes its WAV); its recordings."""
         paths = ((call.port_recording,) if call.port_recording else ()) + tuple(call.recorders)
+        self.bridges.drop(call)  # its port leaves the bridge with every connection; the peers go on
         for player in call.players.values():
             self._retire(player)
         if call.port is not None:  # (it records and may feed a tap)
@@ -91,16 +98,18 @@ class CallMedia:
         return paths
 
     # -- playbacks ------------------------------------------------------------------------------
-    def play(self, call: Call, path: str) -> int:
+    def play(self, call: Call, path: str, loop: bool = False) -> int:
         if not call.media_started:
             raise EngineError(f"call {call.cid} has no audio yet")
         playback = self._next_playback
         self._next_playback += 1
-        player = Player(self._hooks, call.cid, playback)
-        player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
+        player = Player(self._hooks, call.cid, playback, loop)
+        player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
         if call.audio is not None:
             player.startTransmit(call.audio)
         call.players[playback] = player
+        if loop:
+            return playback  # no deadline: it plays until stop_playback or the call's end
         seconds = player.getInfo().sizeSamples / player.getPortInfo().format.clockRate  # the file's own rate
         deadline = time.monotonic() + seconds + EOF_SLACK_S
         heapq.heappush(self._deadlines, (deadline, call.cid, playback, call))

@@ -9,6 +9,11 @@ Lifetime: a ``Call`` is registered with its hooks before anything else happens i
 ``onIncomingCall``, so no failure can drop it inside the callback (its destructor would hang
 the call up under pjsua's feet). Its engine id (``cid``) is never reused; ``handle`` is
 pjsua's call id, which is.
+
+A call the engine places (voice/outbound.py) is made with ``handle`` ``PJSUA_INVALID_ID`` and
+registered before ``makeCall``; pjsua reports its CALLING state from inside ``makeCall``, before
+pjsua2 knows the call's id, so ``onCallState`` ignores what comes before the id is set (and
+voice/outbound.py checks the call's state once ``makeCall`` returns).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class Hooks(Protocol):
 
     def new_call(self, call: Call, prm: Any) -> None: ...
     def on_call_confirmed(self, call: Call) -> None: ...
+    def on_call_progress(self, call: Call, code: int) -> None: ...
     def on_call_disconnected(self, call: Call, code: int, reason: str) -> None: ...
     def on_media_state(self, call: Call) -> None: ...
     def on_refer(self, call: Call, target: str) -> None: ...
@@ -81,6 +87,9 @@ class Call(pj.Call):
         self.created = time.monotonic()
         self.liveness = CallLiveness(started=self.created)  # voice/liveness.py decides when it must end
         self.sip_call_id = ""  # raw, for the SIP guard's per-source count
+        self.outbound = False  # placed by the engine (Engine.dial): the guard never counted it
+        self.progress = 0  # the last provisional status reported (CallProgress) of an outbound call
+        self.bridges: set[int] = set()  # engine ids of the calls this one is bridged with (voice/bridge.py)
         self.audio: Any = None  # pj.AudioMedia while the call has an audio port on the bridge
         self.media_index = -1
         self.codec = ""
@@ -110,8 +119,15 @@ class Call(pj.Call):
 
     @guarded
     def onCallState(self, prm: Any) -> None:
+        if self.getId() == pj.PJSUA_INVALID_ID:
+            return  # inside makeCall (CALLING): voice/outbound.py reads the state after it returns
         ci = self.getInfo()
-        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and self.outbound and not self.ended:
+            code = int(ci.lastStatusCode)
+            if 100 < code < 200 and code != self.progress:
+                self.progress = code
+                self._hooks.on_call_progress(self, code)
+        elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
             self.confirmed = True
             self._hooks.on_call_confirmed(self)
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
@@ -148,14 +164,17 @@ class Call(pj.Call):
 
 
 class Player(pj.AudioMediaPlayer):
-    def __init__(self, hooks: Hooks, call: int, playback: int) -> None:
+    def __init__(self, hooks: Hooks, call: int, playback: int, loop: bool = False) -> None:
         super().__init__()
         self._hooks = hooks
         self.call = call
         self.playback = playback
+        self.loop = loop  # plays over and over: its end of file (every pass) is no news
 
     @guarded
     def onEof2(self) -> None:
+        if self.loop:
+            return
         # Runs on pjmedia's event thread: hand the engine thread plain ids, never this object
         # (it must neither be touched nor freed here; the engine thread retires it).
         self._hooks.on_player_eof(self.call, self.playback)

@@ -65,6 +65,11 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def iso_utc(epoch: float) -> str:
+    """Epoch seconds as the events table writes times (like ``utcnow``)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
 def _migrations() -> list[tuple[int, str, str]]:
     out = []
     for entry in resources.files("callcenter.storage").joinpath("migrations").iterdir():
