@@ -134,17 +134,21 @@ async def pipeline(files: list[Path], workers: int, work: Path) -> tuple[float, 
         cold = time.perf_counter() - cold
         if len(runner.stats.pids) < workers:
             print(f"  (warm-up ran on {len(runner.stats.pids)} of {workers} workers)")
-        audio_before, cpu_before = runner.stats.audio_s, runner.stats.cpu_s
+        audio_before, cpu_before, work_before = runner.stats.audio_s, runner.stats.cpu_s, runner.stats.work_s
         started, cpu = time.perf_counter(), time.process_time()
         for i in range(len(files)):
             await jobs.enqueue(f"c{i}")
         runner.wake()
         await until_done(runner, workers + len(files))
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        cpu_parent = cpu
         if runner.stats.failed:
             raise SystemExit(f"{runner.stats.failed} jobs failed: see `callcenter jobs list --data-dir {data}`")
         audio = runner.stats.audio_s - audio_before
         cpu += runner.stats.cpu_s - cpu_before
+        busy = (runner.stats.work_s - work_before) / wall
+        print(f"  {workers} worker(s): {len(files)} jobs in {wall:.2f} s, workers busy {busy:.2f} on average "
+              f"(of {workers}), the server process {cpu_parent:.2f} CPU s", flush=True)
         await runner.stop()
         await task
         return audio, wall, cpu, cold

@@ -26,7 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,21 @@ class _Held:
     leg: OutboundLeg | None = None                # the agent's, once connected
     leg_end: LegEnd | None = None
     connected_at: float | None = None
+    flow_done: bool = False                       # the flow heard "answered": it is over
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectedCall:
+    """A caller talking to an agent, for the agent's in-call controls (hold, transfer, monitor...)."""
+
+    call_id: str
+    caller_handle: int                            # the caller's engine call id
+    agent: str
+    agent_handle: int | None                      # the agent's leg: an engine call id, or a bridge port (browser)
+    queue: str
+    contact: Contact
+    variables: dict[str, Any]
+    connected_at: float
 
 
 class AcdService:
@@ -188,16 +203,50 @@ class AcdService:
         self.calls.update_nowait(ref.call_id, queue=spec.name)
         self._publish("queue_joined", call_id=ref.call_id, queue=spec.name, caller=ref.caller_number)
         self._apply(self.router.enqueue(contact, now))
-        if held.state in ("waiting", "offered"):
-            held.qc = QueueCall(
-                self.engine, self.prompts, handle=ref.handle, call_id=ref.call_id, queue=spec.name,
-                music=music_files(Path(spec.hold_music) if spec.hold_music else self.hold_music),
-                announce_every_s=spec.announce_every_s, announce_position=spec.announce_position,
-                announce_wait=spec.announce_wait, position=lambda: self.router.position(ref.call_id),
-                estimated_wait=lambda: self.router.estimated_wait(ref.call_id, self.clock()),
-                callback_offered=lambda: self._callback_possible(held), language=ref.language)
-            await held.qc.start()
+        await self._hold(held)
         return None
+
+    async def _hold(self, held: _Held) -> None:
+        """The caller waits: hold music and announcements until an agent answers."""
+        if held.state not in ("waiting", "offered"):
+            return
+        spec = self.queues[held.queue]
+        ref = held.ref
+        held.qc = QueueCall(
+            self.engine, self.prompts, handle=ref.handle, call_id=ref.call_id, queue=spec.name,
+            music=music_files(Path(spec.hold_music) if spec.hold_music else self.hold_music),
+            announce_every_s=spec.announce_every_s, announce_position=spec.announce_position,
+            announce_wait=spec.announce_wait, position=lambda: self.router.position(ref.call_id),
+            estimated_wait=lambda: self.router.estimated_wait(ref.call_id, self.clock()),
+            callback_offered=lambda: self._callback_possible(held), language=ref.language)
+        await held.qc.start()
+
+    async def requeue(self, call_id: str, queue: str, *, front: bool = False, reason: str = "transfer") -> None:
+        """Take a connected caller from their agent back into ``queue`` (a blind transfer to a queue, or a
+        browser agent lost mid-call). ``front``: ahead of everyone (their old place and the top priority).
+        The agent goes to wrap-up; their leg ends. UnknownQueue for a queue that does not exist."""
+        from .exceptions import UnknownQueue
+
+        held = self._held.get(call_id)
+        spec = self.queues.get(queue)
+        if spec is None:
+            raise UnknownQueue(f"no queue {queue!r}")
+        if held is None or held.state != "connected" or held.leg is None:
+            raise UnknownAgent(f"call {call_id} is not connected to an agent")
+        now = self.clock()
+        leg, held.leg = held.leg, None
+        held.state = "waiting"
+        self._apply(self.router.completed(call_id, now, by="agent"))
+        leg.cancel()
+        self.events.append_nowait("REQUEUE", call_id, queue=queue, agent=leg.agent, reason=reason, front=front,
+                                  **{"from": held.queue})
+        old = held.contact
+        held.contact = replace(old, queue=queue, entered_at=old.entered_at if front else now,
+                               priority=100 if front else old.priority)
+        held.queue = queue
+        self.calls.update_nowait(call_id, queue=queue)
+        self._apply(self.router.enqueue(held.contact, now))
+        await self._hold(held)
 
     def caller_event(self, call_id: str, event: EngineEvent) -> bool:
         """A waiting caller's playback ended or key was pressed: True if the ACD took it."""
@@ -355,17 +404,19 @@ class AcdService:
             return
         now = self.clock()
         if e.outcome == "answered":
-            held.ref.post(ivr_ev.QueueResult(now=now, outcome="answered"))
+            if not held.flow_done:
+                held.flow_done = True
+                held.ref.post(ivr_ev.QueueResult(now=now, outcome="answered"))
             return
         held.state = "done"
         self._held.pop(e.contact, None)
         if held.qc is not None:
-            qc = held.qc
-            self._spawn(_silence(qc), f"leave-{e.contact[:8]}")
+            self._spawn(_silence(held.qc), f"leave-{e.contact[:8]}")
         if e.outcome == "overflowed":
-            self._overflow(held, e)
-        else:  # abandoned: the caller is gone already
-            pass
+            if held.flow_done:  # (requeued after its flow ended: nowhere to go back to)
+                self._spawn(self._hangup(held.ref.handle), f"hangup-{e.contact[:8]}")
+            else:
+                self._overflow(held, e)
 
     def _overflow(self, held: _Held, e: fx.Exit) -> None:
         now = self.clock()
@@ -402,12 +453,25 @@ class AcdService:
         held = self._held.get(leg.call_id)
         if held is not None and held.leg is leg:
             held.leg_end = end
-            if held.state == "connected":  # the agent hung up first: the caller's call ends too
+            if held.state == "connected" and end.lost:  # a browser agent vanished: the caller is not dropped
+                self._spawn(self._requeue_lost(held), f"requeue-{leg.call_id[:8]}")
+            elif held.state == "connected":  # the agent hung up first: the caller's call ends too
                 held.state = "done"
                 self._apply(self.router.completed(leg.call_id, now, by="agent"))
                 self._spawn(self._hangup(held.ref.handle), f"hangup-{leg.call_id[:8]}")
             return
         self.callbacks.agent_leg_ended(leg, end)
+
+    async def _requeue_lost(self, held: _Held) -> None:
+        spec = self.queues.get(held.queue)
+        target = held.queue
+        if spec is not None and spec.overflow.startswith("queue:"):
+            target = spec.overflow.split(":", 1)[1] if spec.overflow.split(":", 1)[1] in self.queues else held.queue
+        try:
+            await self.requeue(held.ref.call_id, target, front=target == held.queue, reason="agent_lost")
+        except Exception:
+            log.exception("could not requeue the caller of a lost agent", extra={"call_id": held.ref.call_id})
+            await self._hangup(held.ref.handle)
 
     async def _hangup(self, handle: int) -> None:
         with contextlib.suppress(CallGone, EngineStopped, EngineError):
@@ -461,6 +525,17 @@ class AcdService:
 
     def snapshot(self) -> dict[str, Any]:
         return dict(self.router.snapshot(self.clock()))
+
+    # -- for the agent's in-call controls -------------------------------------------------------------------
+    def connected_call(self, call_id: str) -> ConnectedCall | None:
+        held = self._held.get(call_id)
+        if held is None or held.state != "connected" or held.leg is None:
+            return None
+        return ConnectedCall(call_id, held.ref.handle, held.leg.agent, held.leg.handle, held.queue, held.contact,
+                             held.variables, held.connected_at or 0.0)
+
+    def calls_of(self, agent_id: str) -> list[ConnectedCall]:
+        return [c for cid in list(self._held) if (c := self.connected_call(cid)) is not None and c.agent == agent_id]
 
     # -- live events ---------------------------------------------------------------------------------------
     def _publish(self, type_: str, **data: Any) -> None:

@@ -35,7 +35,8 @@ class LegEnd:
     answered: bool              # it had reached two-way audio
     local: bool                 # we hung it up (a cancel, the other side's hang-up)
     recording: Path | None      # the leg's own recording (final), if any
-    recording_offset_s: float   # when the leg's recording started, from the leg's start (epoch seconds)
+    recording_offset_s: float   # when the leg's recording started (epoch seconds)
+    lost: bool = False          # a browser agent vanished mid-call (no reconnect within the grace period)
 
 
 class OutboundLeg:

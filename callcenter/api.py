@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from .auth import COOKIE, clear_cookie_header, identify, is_secure
+from .exceptions import AuthError
 from .storage.flows import IvrPathRepo
 from .storage.repos import CallRepo, User, UserRepo
 
@@ -38,6 +40,7 @@ class ApiContext:
     phrase_check: Any = None                  # ivr.flow.PhraseCheck: speech phrases checked at deploy
     acd: Any = None                           # callcenter.acd_control.AcdControl: the live ACD (None: not running)
     bus: Any = None                           # callcenter.live_events.EventBus: the live event stream
+    auth: Any = None                          # callcenter.auth.Auth: sessions, sign-in limiter (made on first use)
 
 
 class Health(BaseModel):
@@ -85,6 +88,7 @@ class UserOut(BaseModel):
 
 
 _bearer = HTTPBearer(auto_error=False, description="A token printed by `callcenter user add`")
+_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="The session of a signed-in page (POST /api/session)")
 
 
 def _ctx(request: Request) -> ApiContext:
@@ -93,18 +97,25 @@ def _ctx(request: Request) -> ApiContext:
 
 
 def require(*roles: str) -> Callable[..., Awaitable[User]]:
-    """Dependency: a valid bearer token whose user has one of ``roles`` (admin always passes)."""
+    """Dependency: the user of a valid bearer token or session cookie, with one of ``roles`` (admin always passes).
+
+    With the cookie, a POST/PUT/PATCH/DELETE must come from this site's pages (Origin = Host): else 403.
+    See callcenter/auth.py.
+    """
     allowed = {"admin", *roles}
 
     async def check(
         request: Request,
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _b: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],   # (declared for the OpenAPI schema;
+        _c: Annotated[str | None, Depends(_cookie)],                             # callcenter.auth reads them)
     ) -> User:
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        user = await _ctx(request).users.by_token(creds.credentials)
-        if user is None:
-            raise HTTPException(401, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            user = (await identify(request, _ctx(request))).user
+        except AuthError as exc:
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            if exc.status == 401 and request.cookies.get(COOKIE):      # a dead session: the browser forgets it
+                headers = {**(headers or {}), "Set-Cookie": clear_cookie_header(secure=is_secure(request))}
+            raise HTTPException(exc.status, str(exc), headers=headers) from None
         if user.role not in allowed:
             raise HTTPException(403, f"role {user.role!r} may not do this (needs {' or '.join(sorted(allowed))})")
         return user

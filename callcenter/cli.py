@@ -18,7 +18,7 @@ import uvloop
 from voice.text import clean
 
 from . import acd_cli, flow_cli, models_cli, qa_report_cli, recordings_cli, report_cli, transcribe_cli
-from .exceptions import CallCenterError
+from .exceptions import CallCenterError, ConfigError
 from .logs import setup_logging
 from .settings import Settings, check_data_dir, load_settings, with_overrides
 from .storage.db import Database
@@ -57,12 +57,24 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--limit", type=int, default=20)
     cl.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    user = sub.add_parser("user", help="API users and their tokens").add_subparsers(dest="action", required=True)
-    ua = user.add_parser("add", help="create a user and print its bearer token")
+    user = sub.add_parser("user", help="users: passwords for the pages, bearer tokens for the API").add_subparsers(
+        dest="action", required=True)
+    ua = user.add_parser("add", help="create a user and print its bearer token; asks for a password on a terminal",
+                         description="Creates a user and prints its bearer token (for API clients) on standard "
+                                     "output. The password (for the web pages) comes from --password-file, else "
+                                     "is asked twice on the terminal (Enter: none); with neither, the user is "
+                                     "token-only.")
     _common(ua)
     ua.add_argument("name")
     ua.add_argument("--role", required=True, choices=ROLES)
-    ul = user.add_parser("list", help="list users")
+    ua.add_argument("--password-file", type=Path, metavar="FILE",
+                    help="read the password from FILE (its first line; - for standard input)")
+    up = user.add_parser("passwd", help="set a user's password (signs them out everywhere)")
+    _common(up)
+    up.add_argument("name")
+    up.add_argument("--password-file", type=Path, metavar="FILE",
+                    help="read the password from FILE (its first line; - for standard input)")
+    ul = user.add_parser("list", help="list users (id, name, role, whether a password is set)")
     _common(ul)
 
     flow = sub.add_parser("flow", help="IVR flows: validate, test, deploy...").add_subparsers(dest="action",
@@ -116,10 +128,58 @@ def _calls_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password(args: argparse.Namespace, *, required: bool) -> str | None:
+    """The password for ``args.name``: from --password-file if given, else asked twice on the terminal.
+
+    None: no password (a token-only user): Enter at the prompt, or no terminal and no file, when not ``required``.
+    """
+    from .auth import check_new_password
+
+    if args.password_file is not None:
+        where = "standard input" if str(args.password_file) == "-" else str(args.password_file)
+        try:
+            text = sys.stdin.readline() if str(args.password_file) == "-" else \
+                args.password_file.read_text(encoding="utf-8").partition("\n")[0]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the password from {where}: {getattr(exc, 'strerror', None) or exc}") \
+                from None
+        password = text.rstrip("\r\n")
+        try:
+            check_new_password(password)
+        except ValueError as exc:
+            raise ConfigError(f"the password in {where}: {exc}") from None
+        return password
+    if not sys.stdin.isatty():
+        if required:
+            raise ConfigError("no terminal to ask for the password on: use --password-file FILE (- for standard input)")
+        return None
+    import getpass
+
+    hint = "" if required else ", Enter for none: an API-only user"
+    for _ in range(3):
+        first = getpass.getpass(f"Password for {args.name} (at least 8 characters{hint}): ")
+        if not first and not required:
+            return None
+        try:
+            check_new_password(first)
+        except ValueError as exc:
+            print(f"callcenter: {exc}", file=sys.stderr)
+            continue
+        if getpass.getpass("The same password again: ") == first:
+            return first
+        print("callcenter: the two passwords differ", file=sys.stderr)
+    raise ConfigError(f"no password set for {args.name} (three tries)")
+
+
 def _user_add(args: argparse.Namespace) -> int:
+    from .auth import hash_password
+
+    password = _new_password(args, required=False)
+    hashed = hash_password(password) if password is not None else None
     token = secrets.token_urlsafe(32)
     try:
-        asyncio.run(_with_db(_settings(args), lambda db: UserRepo(db).add(args.name, args.role, token)))
+        asyncio.run(_with_db(_settings(args),
+                             lambda db: UserRepo(db).add(args.name, args.role, token, password_hash=hashed)))
     except sqlite3.IntegrityError:
         print(f"callcenter: error: user {args.name!r} already exists", file=sys.stderr)
         return 2
@@ -127,9 +187,29 @@ def _user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_passwd(args: argparse.Namespace) -> int:
+    from .auth import hash_password
+
+    settings = _settings(args)
+    if asyncio.run(_with_db(settings, lambda db: UserRepo(db).by_name(args.name))) is None:
+        print(f"callcenter: error: no user {args.name!r}", file=sys.stderr)
+        return 2
+    hashed = hash_password(_new_password(args, required=True) or "")
+    if asyncio.run(_with_db(settings, lambda db: UserRepo(db).set_password(args.name, hashed))) is None:
+        print(f"callcenter: error: no user {args.name!r}", file=sys.stderr)
+        return 2
+    print(f"password of {args.name} set; their page sessions are signed out", file=sys.stderr)
+    return 0
+
+
 def _user_list(args: argparse.Namespace) -> int:
-    for u in asyncio.run(_with_db(_settings(args), lambda db: UserRepo(db).all())):
-        print(f"{u.id}\t{u.name}\t{u.role}")
+    async def listing(db: Database) -> list[tuple[Any, str | None]]:
+        users = UserRepo(db)
+        set_at = await users.password_set_at()
+        return [(u, set_at.get(u.id)) for u in await users.all()]
+
+    for u, set_at in asyncio.run(_with_db(_settings(args), listing)):
+        print(f"{u.id}\t{u.name}\t{u.role}\t{'password set ' + set_at[:10] if set_at else 'token only'}")
     return 0
 
 
@@ -150,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         ("serve", None): _serve,
         ("calls", "list"): _calls_list,
         ("user", "add"): _user_add,
+        ("user", "passwd"): _user_passwd,
         ("user", "list"): _user_list,
         **{("flow", action): handler for action, handler in flow_cli.HANDLERS.items()},
         **{("agent", action): handler for action, handler in acd_cli.AGENT_HANDLERS.items()},

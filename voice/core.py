@@ -25,10 +25,12 @@ at all is ``MediaReady.telephone_event`` (if not, the application detects keys i
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import functools
 import ipaddress
+import itertools
 import logging
 import os
 import re
@@ -61,6 +63,7 @@ from .liveness import Watchdog
 from .media import CallMedia
 from .outbound import FromAccounts, Sinks, call_param, check_uri
 from .pj_log import PjLogWriter
+from .ports import BridgePort, Ports
 from .text import clean
 
 log = logging.getLogger("voice.engine")
@@ -117,10 +120,13 @@ class EngineCore:
         self.guard: Any = None  # pj.SipGuard
         self._trusted_nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []  # may assert identities
         self.calls: dict[int, pj_objects.Call] = {}  # engine id -> call
-        self._next_call = 1
+        self._ids = itertools.count(1)  # engine ids of calls and bridge ports (voice/ports.py): never reused
         self._graveyard: list[Any] = []  # objects to drop after the current callback returns
-        self.bridges = Bridges(self.calls)
+        self.port_table: dict[int, BridgePort] = {}
+        self.members: collections.ChainMap[int, Any] = collections.ChainMap(self.calls, self.port_table)  # by id
+        self.bridges = Bridges(self.members)
         self.media = CallMedia(self, config.clock_rate, self._graveyard.append, self._playback_done, self.bridges)
+        self.ports = Ports(self.port_table, self.members, self._ids, self.bridges, self.media, config.clock_rate)
         self.sinks = Sinks(emit)  # placed calls' events go to their own sinks
         self.from_accounts = FromAccounts(self._from_account)
         self.watchdog = Watchdog(config.media_timeout_s, config.rtp_timeout_s, config.max_call_duration_s)
@@ -233,7 +239,7 @@ class EngineCore:
 
     def handle_events(self, timeout_ms: int) -> None:
         self.ep.libHandleEvents(timeout_ms)
-        self.media.finish_ended(self.calls)
+        self.media.finish_ended(self.members)
         now = time.monotonic()
         if now >= self._next_tick:
             self._next_tick = now + _TICK_S
@@ -315,8 +321,7 @@ class EngineCore:
 
     # -- callbacks from pj_objects ----------------------------------------------------------------
     def new_call(self, call: pj_objects.Call, prm: Any) -> None:
-        call.cid = self._next_call
-        self._next_call += 1
+        call.cid = next(self._ids)
         self.calls[call.cid] = call
         if self.stopping:
             self._hangup(call, 503)
@@ -476,7 +481,8 @@ class EngineCore:
     def call(self, cid: int) -> pj_objects.Call:
         call = self.calls.get(cid)
         if call is None or call.ended:
-            raise CallGone(f"call {cid} has ended")
+            raise EngineError(f"{cid} is a bridge port, not a call") if cid in self.port_table else CallGone(
+                f"call {cid} has ended")
         return call
 
     def answer(self, cid: int, code: int) -> None:
@@ -491,7 +497,7 @@ class EngineCore:
         self._end(call, code)
 
     def play(self, cid: int, path: str, loop: bool = False) -> int:
-        return self.media.play(self.call(cid), path, loop)
+        return self.media.play(self.ports.member(cid), path, loop)
 
     def dial(self, uri: str, from_uri: str, headers: dict[str, str],
              sink: Callable[[EngineEvent], None]) -> int:
@@ -505,8 +511,7 @@ class EngineCore:
         call = pj_objects.Call(acc, pj.PJSUA_INVALID_ID, self)
         call.outbound = True
         call.liveness.ringing = True  # no media expected before the answer (voice/liveness.py)
-        call.cid = self._next_call
-        self._next_call += 1
+        call.cid = next(self._ids)
         self.calls[call.cid] = call  # before makeCall: nothing pjsua reports can miss it
         self.sinks.hold(call.cid, sink)
         try:
@@ -532,25 +537,25 @@ class EngineCore:
         return call.cid
 
     def bridge(self, a: int, b: int) -> None:
-        self.bridges.bridge(self.call(a), self.call(b))
+        self.bridges.bridge(self.ports.member(a), self.ports.member(b))
 
     def unbridge(self, a: int, b: int) -> bool:
-        ca, cb = self.calls.get(a), self.calls.get(b)
+        ca, cb = self.members.get(a), self.members.get(b)
         if ca is None or cb is None or ca.ended or cb.ended:
             return False  # an ended call's links went with it
         return self.bridges.unbridge(ca, cb)
 
     def stop_playback(self, cid: int, playback: int) -> bool:
-        return self.media.stop_playback(self.call(cid), playback)
+        return self.media.stop_playback(self.ports.member(cid), playback)
 
     def record(self, cid: int, path: str) -> None:
-        self.media.record(self.call(cid), path)
+        self.media.record(self.ports.member(cid), path)
 
     def stop_recording(self, cid: int, path: str) -> float:
-        return self.media.stop_recording(self.call(cid), path)
+        return self.media.stop_recording(self.ports.member(cid), path)
 
     def set_recording_paused(self, cid: int, paused: bool) -> bool:
-        return self.media.set_recording_paused(self.call(cid), paused)
+        return self.media.set_recording_paused(self.ports.member(cid), paused)
 
     def transfer(self, cid: int, uri: str) -> None:
         call = self.call(cid)
@@ -574,10 +579,10 @@ class EngineCore:
         call.sendDtmf(prm)
 
     def open_tap(self, cid: int, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
-        return self.media.open_tap(self.call(cid), buffer_ms, listen, speak)
+        return self.media.open_tap(self.ports.member(cid), buffer_ms, listen, speak)
 
     def close_tap(self, tap_id: int) -> bool:
-        return self.media.close_tap(self.calls, tap_id)
+        return self.media.close_tap(self.members, tap_id)
 
 
 @contextlib.contextmanager

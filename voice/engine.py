@@ -4,7 +4,9 @@ Threading (see ARCHITECTURE.md): pjsua2 runs with ``threadCnt = 0`` and ``mainTh
 engine thread loops over ``libHandleEvents`` and a command queue. ``Engine`` is the asyncio face:
 each public coroutine marshals one command onto the engine thread and awaits its result. Results
 and events go back in order, batched into one ``call_soon_threadsafe`` per loop turn. The
-thread's state and call control live in voice/core.py, a call's media objects in voice/media.py.
+thread's state and call control live in voice/core.py, a call's media objects in voice/media.py,
+bridge ports (conference members with no SIP call: browser agents, supervisors) and one-way
+connections in voice/ports.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pjsua2 as pj
 from .config import EngineConfig
 from .core import EngineCore, describe
 from .events import EngineEvent
-from .exceptions import EngineError, EngineStopped, TapError
+from .exceptions import CallGone, EngineError, EngineStopped, TapError
+from .ports import PortAudio, PortPump
 from .tap import Tap, TapPump
 from .tap_group import TapGroup
 
@@ -49,6 +52,9 @@ class Engine:
         self._stopped: asyncio.Future[None] = self._loop.create_future()
         self._tap_pump: TapPump | None = None
         self._tap_groups: list[TapGroup] = []
+        self._port_streams: dict[int, Any] = {}  # open ports' MediaTapStreams (loop side)
+        self._port_audio: dict[int, PortAudio] = {}
+        self._port_pump: PortPump | None = None
 
     # -- thread side ---------------------------------------------------------------------------
     def _emit(self, item: Callable[[], None]) -> None:
@@ -86,6 +92,7 @@ class Engine:
         finally:
             try:
                 self._run_commands()
+                self._core.ports.close_all()  # (before the calls: nothing of a port outlives the bridge)
                 self._core.shutdown()
             except Exception:
                 log.exception("engine shutdown failed")
@@ -269,6 +276,57 @@ class Engine:
         """Detach a tap (the call goes on); False if it was already gone."""
         return await self._submit(self._core.close_tap, tap)
 
+    # -- bridge ports and one-way connections (voice/ports.py) ----------------------------------------
+    async def open_port(self, *, label: str = "", buffer_ms: int = 500) -> int:
+        """A conference-bridge member with no SIP call (a browser agent, a supervisor); its id,
+        in the call-id space and never reused. bridge/unbridge, connect/disconnect, play,
+        stop_playback, record/stop_recording (what the port says), pause/resume_recording and
+        open_tap accept it like a call; call control refuses it. ``buffer_ms`` bounds each of
+        its rings (what it hears, what it says). No SIP event ever names it."""
+        port, stream = await self._submit(self._core.ports.open, label, buffer_ms)
+        self._port_streams[port] = stream
+        return port
+
+    async def close_port(self, port: int) -> bool:
+        """Take the port off the bridge: its connections go, its recordings are final, its
+        PortAudio ends once drained. False if it was closed already (or is not a port)."""
+        closed = await self._submit(self._core.ports.close, port)
+        self._port_streams.pop(port, None)
+        audio = self._port_audio.pop(port, None)
+        if audio is not None:
+            await audio.wait_closed()
+        return closed
+
+    async def connect(self, src: int, dst: int) -> None:
+        """One way: ``dst``'s far end hears ``src``'s far end (``bridge`` is both ways). Calls or
+        ports; idempotent; kept across media changes like a bridge. A member hears the mix of
+        everything connected to it. An ended member raises CallGone."""
+        await self._submit(self._core.ports.connect, src, dst)
+
+    async def disconnect(self, src: int, dst: int) -> bool:
+        """Undo ``connect(src, dst)``; False if not connected that way (or either has ended)."""
+        return await self._submit(self._core.ports.disconnect, src, dst)
+
+    async def hears(self, dst: int) -> tuple[int, ...]:
+        """Ids of the calls and ports connected to ``dst`` (what its far end hears)."""
+        return await self._submit(self._core.ports.hears, dst)
+
+    def port_audio(self, port: int, *, max_pending_s: float = 1.0) -> PortAudio:
+        """The port's audio on the loop (voice/ports.py): 20 ms frames of what it hears (the mix of
+        what is connected to it) and a bounded ring for what it says. One per port: asking again
+        returns the same object. CallGone if the port is not open."""
+        audio = self._port_audio.get(port)
+        if audio is not None:
+            return audio
+        stream = self._port_streams.get(port)
+        if stream is None or self._thread is None:
+            raise CallGone(f"no open bridge port {port}")
+        if self._port_pump is None:
+            self._port_pump = PortPump(self._loop)
+        audio = PortAudio(port, stream, max_pending_s, self.close_port)
+        self._port_audio[port] = audio
+        return self._port_pump.add_port(audio)
+
     async def stop(self) -> None:
         """Hang up every call, finalize recordings, destroy pjsua2 on its thread, join it."""
         if self._thread is None:
@@ -286,6 +344,11 @@ class Engine:
         for group in self._tap_groups:
             await group._stop()
         self._tap_groups.clear()
+        if self._port_pump is not None:
+            await self._port_pump.stop()
+            self._port_pump = None
+        self._port_streams.clear()
+        self._port_audio.clear()
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:

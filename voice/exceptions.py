@@ -5,6 +5,7 @@ VoiceError
 │   └── EngineStopped    a command was sent after the engine stopped (or while it stops)
 ├── CallGone             the call a command names has already ended
 ├── TapError             a live-audio tap was used in a way it cannot serve
+├── RtcError             a WebRTC peer got unusable SDP (or none of its codecs), or is closed
 └── AudioFormatError     a WAV file is truncated, not PCM, or otherwise unusable
 """
 
@@ -31,3 +32,7 @@ class TapError(VoiceError):
 
 class AudioFormatError(VoiceError):
     """A WAV file cannot be used (truncated, not 16-bit PCM, wrong channel count...)."""
+
+
+class RtcError(VoiceError):
+    """A WebRTC peer cannot do this: unusable SDP, no common codec, a closed connection..."""

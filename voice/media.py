@@ -1,5 +1,8 @@
 """A call's media objects on the engine thread: prompt players, recordings, taps, bridges.
 
+"A call" here is any member of the conference bridge: a SIP call, or a bridge port
+(voice/ports.py), whose ``audio`` is its own MediaTap and whose far end is the application.
+
 Everything here runs on the engine thread (voice/engine.py). A call's audio port on the
 conference bridge can come and go during the call: a re-INVITE or UPDATE that changes the
 stream (hold with ``a=inactive``, resume, a new codec) replaces it, and the bridge drops every
@@ -27,7 +30,7 @@ import logging
 import queue
 import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pjsua2 as pj
@@ -35,9 +38,11 @@ import pjsua2 as pj
 from .bridge import Bridges
 from .exceptions import EngineError
 from .pj_objects import Call, Hooks, Player
+from .ports import BridgePort
 
 log = logging.getLogger("voice.engine")
 
+Member = Call | BridgePort  # what media can be attached to
 TAP_FRAME_MS = 20  # the conference bridge's ptime (pjsua's default audioFramePtime)
 EOF_SLACK_S = 1.5
 
@@ -54,11 +59,11 @@ class CallMedia:
         self._playback_done = playback_done
         self._next_playback = 1
         self._next_tap = 1
-        self._deadlines: list[tuple[float, int, int, Call]] = []  # (when, call id, playback, call)
+        self._deadlines: list[tuple[float, int, int, Member]] = []  # (when, call id, playback, call)
         self.eofs: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # from pjmedia's thread
 
     # -- media changes ------------------------------------------------------------------------
-    def rewire(self, call: Call) -> None:
+    def rewire(self, call: Member) -> None:
         """Connect everything of ``call`` to its (new) audio port; connecting twice is a no-op."""
         a = call.audio
         if a is None:
@@ -79,7 +84,7 @@ class CallMedia:
                 tap.startTransmit(a)
         self.bridges.rewire(call)
 
-    def release(self, call: Call) -> tuple[str, ...]:
+    def release(self, call: Member) -> tuple[str, ...]:
         """The call ended: retire its objects (dropping a recorder closes its WAV); its recordings."""
         paths = ((call.port_recording,) if call.port_recording else ()) + tuple(call.recorders)
         self.bridges.drop(call)  # its port leaves the bridge with every connection; the peers go on
@@ -98,7 +103,7 @@ class CallMedia:
         return paths
 
     # -- playbacks ------------------------------------------------------------------------------
-    def play(self, call: Call, path: str, loop: bool = False) -> int:
+    def play(self, call: Member, path: str, loop: bool = False) -> int:
         if not call.media_started:
             raise EngineError(f"call {call.cid} has no audio yet")
         playback = self._next_playback
@@ -115,7 +120,7 @@ class CallMedia:
         heapq.heappush(self._deadlines, (deadline, call.cid, playback, call))
         return playback
 
-    def finish_ended(self, calls: dict[int, Call]) -> None:
+    def finish_ended(self, calls: Mapping[int, Any]) -> None:
         """Playbacks whose end pjmedia reported (its event thread queued them)."""
         while True:
             try:
@@ -132,7 +137,7 @@ class CallMedia:
                 log.debug("playback finished by its deadline", extra={"call": cid, "playback": playback})
                 self._done(call, playback)
 
-    def stop_playback(self, call: Call, playback: int) -> bool:
+    def stop_playback(self, call: Member, playback: int) -> bool:
         """Stop a playback now (barge-in); False if it had already ended (its PlaybackDone is
         out or on its way). Otherwise its PlaybackDone (``stopped=True``) follows."""
         player = call.players.get(playback)
@@ -146,14 +151,14 @@ class CallMedia:
         self._done(call, playback, stopped=True)
         return True
 
-    def _done(self, call: Call | None, playback: int, stopped: bool = False) -> None:
+    def _done(self, call: Member | None, playback: int, stopped: bool = False) -> None:
         player = call.players.pop(playback, None) if call is not None else None
         if call is not None and player is not None:
             self._retire(player)
             self._playback_done(call.cid, playback, stopped)
 
     # -- recordings -------------------------------------------------------------------------------
-    def record(self, call: Call, path: str) -> None:
+    def record(self, call: Member, path: str) -> None:
         if not call.media_started:
             raise EngineError(f"call {call.cid} has no audio yet")
         if call.port is None:  # the call's own port records it; a tap may read it later
@@ -178,7 +183,7 @@ class CallMedia:
             call.audio.startTransmit(rec)
         call.recorders[path] = rec
 
-    def stop_recording(self, call: Call, path: str) -> float:
+    def stop_recording(self, call: Member, path: str) -> float:
         """Close the recording into ``path`` now (its WAV is final when this returns); its seconds."""
         if path == call.port_recording:
             call.port.stopRecording()  # the port stays: taps may read it
@@ -195,7 +200,7 @@ class CallMedia:
             del rec  # the last reference: its destructor writes the WAV header's sizes now
         return _wav_seconds(path)
 
-    def set_recording_paused(self, call: Call, paused: bool) -> bool:
+    def set_recording_paused(self, call: Member, paused: bool) -> bool:
         """Pause (record silence) or resume every recording of ``call``; False if already so."""
         if call.recording_paused == paused:
             return False
@@ -207,7 +212,7 @@ class CallMedia:
         return True
 
     # -- taps -------------------------------------------------------------------------------------
-    def open_tap(self, call: Call, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
+    def open_tap(self, call: Member, buffer_ms: int, listen: bool, speak: bool) -> tuple[int, Any]:
         if not call.media_started:
             raise EngineError(f"call {call.cid} has no audio yet")
         tap_id = self._next_tap
@@ -226,7 +231,7 @@ class CallMedia:
         self.rewire(call)
         return tap_id, tap.getStream()
 
-    def close_tap(self, calls: dict[int, Call], tap_id: int) -> bool:
+    def close_tap(self, calls: Mapping[int, Any], tap_id: int) -> bool:
         for call in calls.values():
             if call.port_tap == tap_id:  # the recording goes on
                 if call.port_speaks and call.audio is not None:

@@ -126,15 +126,22 @@ class EventRepo:
 
 
 class UserRepo:
+    """API and page users: a bearer token each (stored hashed) and, for people, a password hash.
+
+    Password hashes are made and checked by callcenter/auth.py; this class only stores them.
+    """
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def add(self, name: str, role: str, token: str) -> User:
+    async def add(self, name: str, role: str, token: str, *, password_hash: str | None = None) -> User:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r} (use one of: {', '.join(ROLES)})")
+        now = utcnow()
         rowid = await self.db.write(
-            "INSERT INTO users (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
-            (name, role, token_hash(token), utcnow()),
+            "INSERT INTO users (name, role, token_sha256, created_at, password_hash, password_set_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (name, role, token_hash(token), now, password_hash, now if password_hash else None),
         )
         return User(int(rowid or 0), name, role)
 
@@ -146,7 +153,38 @@ class UserRepo:
             row = await cur.fetchone()
         return User(row["id"], row["name"], row["role"]) if row else None
 
+    async def by_name(self, name: str) -> User | None:
+        got = await self.credentials(name)
+        return got[0] if got else None
+
+    async def credentials(self, name: str) -> tuple[User, str | None] | None:
+        """The user called ``name`` and their password hash (None: token only); None if no such user."""
+        await self.db.flush()
+        async with self.db.conn.execute(
+            "SELECT id, name, role, password_hash FROM users WHERE name = ?", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (User(row["id"], row["name"], row["role"]), row["password_hash"]) if row else None
+
+    async def set_password(self, name: str, password_hash: str) -> User | None:
+        """Store a new password hash and sign the user out of every session; None if no such user."""
+        user = await self.by_name(name)
+        if user is None:
+            return None
+        await self.db.write("UPDATE users SET password_hash = ?, password_set_at = ? WHERE id = ?",
+                            (password_hash, utcnow(), user.id))
+        await self.db.write("DELETE FROM sessions WHERE user_id = ?", (user.id,))
+        return user
+
     async def all(self) -> list[User]:
         await self.db.flush()
         async with self.db.conn.execute("SELECT id, name, role FROM users ORDER BY id") as cur:
             return [User(r["id"], r["name"], r["role"]) for r in await cur.fetchall()]
+
+    async def password_set_at(self) -> dict[int, str | None]:
+        """user id -> when their password was set (None: a token-only user)."""
+        await self.db.flush()
+        async with self.db.conn.execute(
+            "SELECT id, CASE WHEN password_hash IS NULL THEN NULL ELSE password_set_at END AS at FROM users"
+        ) as cur:
+            return {r["id"]: r["at"] for r in await cur.fetchall()}

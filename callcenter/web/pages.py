@@ -1,4 +1,4 @@
-"""Serve the static web pages: ``/qa`` (the QA review page) and their assets under ``/static/``.
+"""Serve the static web pages (:data:`PAGES`: /qa, /login, /agent, /supervisor) and their assets under ``/static/``.
 
 The files are package data (``callcenter/web/static/``): plain HTML, CSS and JavaScript modules, no
 build step. Pages get a strict Content-Security-Policy: scripts, styles and API calls from this
@@ -20,7 +20,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-PAGES = {"/qa": "qa/index.html"}   # path -> file under static/
+PAGES = {"/qa": "qa/index.html", "/login": "login/index.html",   # path -> file under static/
+         "/agent": "agent/index.html", "/supervisor": "supervisor/index.html"}
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
        "img-src 'self' data:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "

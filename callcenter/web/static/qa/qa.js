@@ -1,6 +1,6 @@
 // The QA review page: search calls, play one with its transcript in step, override its scorecard.
 // Talks to /api/qa/... through ../api.js (the one place that knows how the page authenticates).
-import { api, ApiError, auth, events, mediaUrl, withQuery } from "../api.js";
+import { api, ApiError, auth, events, loginUrl, mediaUrl, signOut, withQuery } from "../api.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -69,15 +69,17 @@ function busy(text) {      // a status shown only if the work takes long enough 
 function showError(el, message) { el.textContent = message; el.hidden = !message; }
 
 // -- sign-in ------------------------------------------------------------------------------------------------------
+// People sign in at /login (the session cookie); the dialog offers that, or pasting an API token.
 async function signIn(message = "") {
   showError($("signin-error"), message);
+  $("signin-login").href = loginUrl();
   $("token").value = "";
   if (!$("signin").open) $("signin").showModal();
   $("token").focus();
 }
 
 async function checkToken() {
-  const me = await api("/api/me");
+  const me = await api("/api/me", { redirect: false });
   if (!ROLES.has(me.role)) throw new ApiError(403, `user ${me.name} has role ${me.role}: QA review needs qa, supervisor or admin`);
   state.user = me;
   $("who-name").textContent = me.name;
@@ -108,8 +110,9 @@ $("signin-form").addEventListener("submit", async (ev) => {
   }
 });
 $("signin").addEventListener("cancel", (ev) => ev.preventDefault());   // no way around signing in
-$("signout").addEventListener("click", () => { auth.clear(); location.hash = ""; location.reload(); });
+$("signout").addEventListener("click", () => { signOut(); });
 events.addEventListener("unauthorized", () => {
+  if (auth.mode() !== "token") return;     // (signed in with the cookie: api.js goes to /login)
   auth.clear();
   $("who").hidden = true;
   signIn("Your token was refused (revoked or expired): sign in again.");
@@ -602,9 +605,8 @@ document.addEventListener("keydown", (ev) => {
 
 // -- start ----------------------------------------------------------------------------------------------------------
 (async () => {
-  if (!auth.has()) { signIn(); return; }
   try {
-    await checkToken();
+    await checkToken();               // the pasted token of this tab, else the session cookie
     await start();
   } catch (err) {
     auth.clear();
