@@ -218,7 +218,9 @@ class AcdService:
             announce_every_s=spec.announce_every_s, announce_position=spec.announce_position,
             announce_wait=spec.announce_wait, position=lambda: self.router.position(ref.call_id),
             estimated_wait=lambda: self.router.estimated_wait(ref.call_id, self.clock()),
-            callback_offered=lambda: self._callback_possible(held), language=ref.language)
+            callback_offered=lambda: self._callback_possible(held), language=ref.language,
+            on_announce=lambda text, position: self.events.append_nowait(
+                "ANNOUNCE", ref.call_id, queue=held.queue, position=position, text=text))
         await held.qc.start()
 
     async def requeue(self, call_id: str, queue: str, *, front: bool = False, reason: str = "transfer") -> None:

@@ -1,4 +1,5 @@
-"""HTTP API (FastAPI): health, calls, recordings, users. Every /api route needs a bearer token.
+"""HTTP API (FastAPI): health, calls, recordings, users. Every /api route needs a bearer token or the
+session cookie of a signed-in page (callcenter/auth.py).
 
 Roles: admin (everything), supervisor and qa (calls and recordings), agent (their own state).
 The OpenAPI schema is published at /openapi.json, with interactive docs at /docs. Flows, numbers
@@ -211,10 +212,10 @@ def create_app(ctx: ApiContext, demo_crm: bool = False) -> FastAPI:
     async def me(user: Annotated[User, Depends(require("supervisor", "qa", "agent"))]) -> UserOut:
         return UserOut(id=user.id, name=user.name, role=user.role)
 
-    from . import acd_api, events_api, flows_api, qa_api, stats_api  # (they import require() from here)
+    from . import acd_api, auth_api, events_api, flows_api, qa_api, stats_api  # (they import require() from here)
     from .web.pages import mount_pages
 
-    for module in (flows_api, acd_api, stats_api, events_api, qa_api):
+    for module in (auth_api, flows_api, acd_api, stats_api, events_api, qa_api):
         app.include_router(module.build_router(ctx))
     mount_pages(app)
     if demo_crm:

@@ -8,8 +8,6 @@ bearer token) and the agent they are. ``DELETE /api/session`` ends the cookie's 
 in callcenter/auth.py; docs/auth.md tells the whole story.
 """
 
-from __future__ import annotations
-
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -51,7 +49,7 @@ class SessionOut(BaseModel):
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def build_router(ctx: ApiContext) -> APIRouter:
+def build_router(ctx: "ApiContext") -> APIRouter:
     router = APIRouter(tags=["session"])
     agents = AgentRepo(ctx.db or ctx.calls.db)
     anyone = require("supervisor", "qa", "agent")

@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -34,6 +33,7 @@ from . import desk_protocol as p
 from .agent_calls import AgentCalls
 from .agent_leg import LegEnd
 from .api import ApiContext
+from .auth import same_origin, user_from_websocket
 from .desk_leg import DeskLeg
 from .desk_session import (
     CLOSE_FORBIDDEN,
@@ -200,9 +200,9 @@ class DeskHub:
             await conn.stop()
 
     async def _authenticate(self, ws: WebSocket) -> User | None:
-        user = await _user_from_websocket(ws, self.ctx)
+        user = await user_from_websocket(ws, self.ctx)
         if user is not None:
-            return self._role_ok(user)
+            return user
         header = ws.headers.get("authorization", "")
         if header:  # (a header that W1's helper refused, or a malformed one)
             await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", "unknown or revoked token")
@@ -228,15 +228,12 @@ class DeskHub:
         if found is None:
             await _refuse(ws, CLOSE_UNAUTHORIZED, "unauthorized", "unknown or revoked token")
             return None
-        return self._role_ok(found)
+        return found
 
-    def _role_ok(self, user: User) -> User | None:
-        return user if user.role in ("admin", "supervisor", "agent") else None
-
-    async def _principal(self, ws: WebSocket, user: User | None) -> tuple[str, str | None] | None:
-        if user is None:
-            await _refuse(ws, CLOSE_FORBIDDEN, "forbidden", "this role may not use the desk (agent, supervisor "
-                                                            "or admin)")
+    async def _principal(self, ws: WebSocket, user: User) -> tuple[str, str | None] | None:
+        if user.role not in ("admin", "supervisor", "agent"):
+            await _refuse(ws, CLOSE_FORBIDDEN, "forbidden", f"role {user.role!r} may not use the desk (needs agent, "
+                                                            "supervisor or admin)")
             return None
         mine = sorted(a.spec.id for a in await self.agent_repo.all(user=user.name))
         wanted = ws.query_params.get("agent")
@@ -502,28 +499,9 @@ async def _refuse(ws: WebSocket, code: int, error: str, message: str) -> None:
 def _cross_origin(ws: WebSocket) -> str:
     """Why a browser's connection from another site is refused ("" if it is not one)."""
     origin = ws.headers.get("origin")
-    if not origin:
+    if origin is None or same_origin(ws):
         return ""
-    host = ws.headers.get("host", "")
-    if urlsplit(origin).netloc.lower() != host.lower():
-        return f"origin {origin[:100]!r} is not this server ({host[:100]!r})"
-    return ""
-
-
-async def _user_from_websocket(ws: WebSocket, ctx: ApiContext) -> User | None:
-    """The cookie's or bearer header's user (callcenter/auth.py when present, else the bearer header)."""
-    try:
-        from . import auth  # type: ignore[attr-defined]
-    except ImportError:
-        auth = None
-    if auth is not None and hasattr(auth, "user_from_websocket"):
-        found: User | None = await auth.user_from_websocket(ws, ctx)
-        return found
-    scheme, _, token = ws.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    user: User | None = await ctx.users.by_token(token.strip())
-    return user
+    return f"origin {origin[:100]!r} is not this server ({ws.headers.get('host', '')[:100]!r})"
 
 
 def build_router(ctx: ApiContext, hub: DeskHub | None = None) -> APIRouter:

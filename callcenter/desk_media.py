@@ -14,32 +14,30 @@ bridges to the caller (and a recording of the port) go on untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from voice.engine import Engine
 from voice.exceptions import CallGone, EngineError, EngineStopped
+from voice.rtc import G711, RtcPeer
+from voice.rtc_bridge import RtcBridge
 
 log = logging.getLogger("callcenter.desk")
 
 
-def _rtc() -> tuple[Any, Any]:
-    from voice.rtc import RtcPeer
-    from voice.rtc_bridge import RtcBridge
-
-    return RtcPeer, RtcBridge
-
-
 class DeskMedia:
-    def __init__(self, engine: Engine, *, label: str, on_state: Callable[[str], None]) -> None:
+    def __init__(self, engine: Engine, *, label: str, on_state: Callable[[str], None],
+                 codecs: tuple[str, ...] = G711) -> None:
         self.engine = engine
+        self.codecs = codecs
         self.label = label
         self._on_state = on_state
         self.port: int | None = None
         self.state = "new"              # the current peer's: new, connecting, connected, disconnected, failed, closed
-        self._peer: Any = None
-        self._bridge: Any = None
+        self._peer: RtcPeer | None = None
+        self._bridge: RtcBridge | None = None
         self.offers = 0                 # SDP offers made (1 + renegotiations)
         self.closed = False
 
@@ -53,13 +51,12 @@ class DeskMedia:
         """A fresh peer on the port (the old one closed): its SDP offer."""
         port = await self.open()
         await self._drop_peer()
-        rtc_peer, rtc_bridge = _rtc()
-        peer = rtc_peer()
+        peer = RtcPeer(codecs=self.codecs)
+        peer.on_state = lambda state: self._peer_state(peer, state)
         self._peer = peer
         self.state = "connecting"
-        peer.on_state = lambda state, p=peer: self._peer_state(p, state)
-        self._bridge = rtc_bridge(peer, self.engine.port_audio(port))
-        sdp: str = await peer.offer()
+        self._bridge = RtcBridge(peer, self.engine.port_audio(port))
+        sdp = await peer.offer()
         self.offers += 1
         return sdp
 
@@ -68,7 +65,7 @@ class DeskMedia:
             raise ValueError("no SDP offer is waiting for an answer")
         await self._peer.accept_answer(sdp)
 
-    def _peer_state(self, peer: Any, state: str) -> None:
+    def _peer_state(self, peer: RtcPeer, state: str) -> None:
         if peer is not self._peer or self.closed:
             return
         self.state = state
@@ -78,25 +75,23 @@ class DeskMedia:
             log.exception("desk media state handler failed", extra={"label": self.label, "state": state})
 
     def stats(self) -> dict[str, Any]:
-        if self._bridge is None or not hasattr(self._bridge, "stats"):
-            return {}
-        return dict(self._bridge.stats())
+        """The pump's figures (voice.rtc_bridge.BridgeStats as a dict), {} with no peer."""
+        return dataclasses.asdict(self._bridge.stats()) if self._bridge is not None else {}
+
+    @property
+    def codec(self) -> str:
+        return self._peer.codec if self._peer is not None else ""
 
     async def _drop_peer(self) -> None:
         peer, bridge = self._peer, self._bridge
         self._peer = self._bridge = None
-        for obj in (bridge, peer):
-            if obj is None:
-                continue
-            closer = getattr(obj, "close", None) or getattr(obj, "stop", None)
-            if closer is None:
-                continue
-            try:
-                result = closer()
-                if hasattr(result, "__await__"):
-                    await result
-            except Exception:
-                log.exception("closing a desk peer failed", extra={"label": self.label})
+        try:
+            if bridge is not None:
+                await bridge.close()
+            if peer is not None:
+                await peer.close()
+        except Exception:
+            log.exception("closing a desk peer failed", extra={"label": self.label})
 
     async def close(self) -> None:
         """Peer, pump and port: all gone. Idempotent."""

@@ -29,6 +29,7 @@ from fastapi.responses import StreamingResponse
 from routing.config import did_you_mean
 
 from .api import ApiContext, require
+from .auth import COOKIE, user_from_websocket
 from .live_events import WIRE_TYPES, Event, EventBus, Subscription
 from .storage.acd import AgentRepo
 from .storage.repos import User
@@ -124,6 +125,16 @@ def build_router(ctx: ApiContext, *, heartbeat_s: float = HEARTBEAT_S,
 
     async def authenticate(ws: WebSocket) -> User | None:
         header = ws.headers.get("authorization", "")
+        if not header and COOKIE in ws.cookies:  # a signed-in page (callcenter/auth.py checks its Origin)
+            user = await user_from_websocket(ws, ctx)
+            if user is None:
+                await refuse(ws, CLOSE_UNAUTHORIZED, "the session has ended, or the page is from another site: "
+                                                     "sign in again")
+                return None
+            if user.role not in ("admin", *WATCHERS):
+                await refuse(ws, CLOSE_FORBIDDEN, f"role {user.role!r} may not watch live events")
+                return None
+            return user
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():

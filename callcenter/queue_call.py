@@ -48,7 +48,8 @@ class QueueCall:
     def __init__(self, engine: Engine, prompts: PromptCache, *, handle: int, call_id: str, queue: str,
                  music: list[Path], announce_every_s: float, announce_position: bool, announce_wait: bool,
                  position: Callable[[], int | None], estimated_wait: Callable[[], float | None],
-                 callback_offered: Callable[[], bool], language: str = "en") -> None:
+                 callback_offered: Callable[[], bool], language: str = "en",
+                 on_announce: Callable[[str, int | None], None] | None = None) -> None:
         self.engine = engine
         self.prompts = prompts
         self.handle = handle
@@ -62,6 +63,7 @@ class QueueCall:
         self._estimated_wait = estimated_wait
         self._callback_offered = callback_offered
         self.language = language
+        self._on_announce = on_announce      # (text, position): the ACD logs it (ANNOUNCE)
         self.state: QueueCallState = "waiting"
         self.announcements = 0
         self._track = zlib.crc32(call_id.encode()) % len(music) if music else 0  # callers start at different tracks
@@ -175,6 +177,8 @@ class QueueCall:
                         await self.engine.stop_playback(self.handle, playback)
                     self._announcement = await self.engine.play(self.handle, str(path))
                     self.announcements += 1
+                    if self._on_announce is not None:
+                        self._on_announce(text, self._position())
                 except (CallGone, EngineStopped):
                     return
                 except EngineError as exc:

@@ -111,6 +111,7 @@ class JobRunner:
         self._stopping = False
         self._running = False
         self._stopped = asyncio.Event()
+        self._next_renew = 0.0
         self.stats = RunnerStats()
 
     # -- control --------------------------------------------------------------------------------------------
@@ -142,29 +143,48 @@ class JobRunner:
                             extra={"jobs": taken, "worker": self.worker_id})
             log.info("transcription: runner started", extra={"workers": self.workers, "worker": self.worker_id,
                                                             "engine": self.config.engine})
-            next_renew = loop.time() + self.lease_s / 3
+            self._next_renew = loop.time() + self.lease_s / 3
+            errors = 0
             while not self._stopping:
-                await self._fill()
-                busy = [s for s in self._slots if s.future is not None]
-                if until_idle and not busy:
+                try:
+                    busy = await self._step(until_idle)
+                    errors = 0
+                except Exception:          # the database went away, a disk filled up: log, back off, go on
+                    errors += 1
+                    log.exception("transcription: runner step failed; retrying", extra={"errors": errors})
+                    self._wake = loop.create_future()     # (stop() still wakes it)
+                    await asyncio.wait({self._wake}, timeout=min(30.0, self.poll_s * 2 ** min(errors, 10)))
+                    self._wake = None
+                    continue
+                if busy is None:
                     return
-                self._wake = loop.create_future()
-                timeout = max(0.0, min(self.poll_s, next_renew - loop.time()))
-                waiting: set[asyncio.Future[Any]] = {self._wake, *(s.future for s in busy if s.future)}
-                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                self._wake = None
-                for slot in busy:
-                    if slot.future is not None and slot.future.done():
-                        await self._finish(slot)
-                if loop.time() >= next_renew:
-                    await self._renew()
-                    next_renew = loop.time() + self.lease_s / 3
         finally:
             self._wake = None
             await self._shutdown()
             self._running = False
             self._stopped.set()
             log.info("transcription: runner stopped", extra={"done": self.stats.done, "failed": self.stats.failed})
+
+    async def _step(self, until_idle: bool) -> int | None:
+        """Fill the idle slots, wait for a result, a wake-up or the poll interval; store what finished.
+        Returns how many jobs were running (None: idle, and ``until_idle`` asked to return then)."""
+        loop = asyncio.get_running_loop()
+        await self._fill()
+        busy = [s for s in self._slots if s.future is not None]
+        if until_idle and not busy:
+            return None
+        self._wake = loop.create_future()
+        timeout = max(0.0, min(self.poll_s, self._next_renew - loop.time()))
+        waiting: set[asyncio.Future[Any]] = {self._wake, *(s.future for s in busy if s.future)}
+        await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        self._wake = None
+        for slot in busy:
+            if slot.future is not None and slot.future.done():
+                await self._finish(slot)
+        if loop.time() >= self._next_renew:
+            await self._renew()
+            self._next_renew = loop.time() + self.lease_s / 3
+        return len(busy)
 
     # -- leasing and submitting ----------------------------------------------------------------------------
     async def _fill(self) -> None:
@@ -184,19 +204,23 @@ class JobRunner:
         log.info("transcription: job started", extra={"call_id": job.call_id, "job": job.id,
                                                        "attempt": job.attempts, "slot": slot.index})
         slot.job, slot.started = job, time.perf_counter()
+        problem = "the worker pool broke twice"
         for _ in range(2):
-            if slot.pool is None:
-                slot.pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=init_worker,
-                                                initargs=(self.config,))
             try:
+                if slot.pool is None:
+                    slot.pool = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx, initializer=init_worker,
+                                                    initargs=(self.config,))
                 cf: Future[dict[str, Any]] = slot.pool.submit(run_job, inp)
             except BrokenProcessPool:      # it broke while idle: a new one
                 await self._discard_pool(slot)
                 continue
+            except Exception as exc:       # no process could be started (out of memory, too many processes)
+                problem = f"{type(exc).__name__}: {exc}"
+                break
             slot.future = asyncio.wrap_future(cf)
             return
         slot.job = None
-        await self._failed(job, "could not start a worker process", retry=True)
+        await self._failed(job, f"could not start a worker process: {problem}", retry=True)
 
     def _path(self, row: RecordingRow | None) -> str | None:
         if row is None:

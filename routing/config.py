@@ -227,8 +227,9 @@ def agent_from_dict(d: Mapping[str, Any]) -> AgentSpec:
     agent_id = c.text("id", required=True, max_len=64, pattern=AGENT_ID_RE, what="agent id",
                       chars="letters, digits, '_', '.', '@', '-'")
     uri = c.text("uri", max_len=500)
-    if uri and (not re.match(r"^sips?:[^\s]+$", uri, re.IGNORECASE) or uri.lower() in ("sip:", "sips:")):
-        c.fail("uri", f"{uri!r} is not a SIP URI (e.g. sip:alice@10.0.0.5:5060)")
+    if uri and uri != "desk" and (not re.match(r"^sips?:[^\s]+$", uri, re.IGNORECASE)
+                                  or uri.lower() in ("sip:", "sips:")):
+        c.fail("uri", f"{uri!r} is not a SIP URI (e.g. sip:alice@10.0.0.5:5060) or \"desk\" (the browser desk)")
     spec = AgentSpec(
         id=agent_id,
         name=c.text("name"),

@@ -49,17 +49,18 @@ class RtcPeer:
 
     def __init__(self, *, codecs: Sequence[str] = G711, ice_servers: Sequence[str] = (),
                  on_state: Callable[[str], None] | None = None) -> None:
-        wanted = []
+        names: dict[str, str] = {}  # our name -> aiortc's MIME type, in order
         for name in codecs:
-            key = name if name in KNOWN else name.upper() if name.upper() in KNOWN else name.lower()
-            if key not in KNOWN:
+            key = next((k for k in KNOWN if isinstance(name, str) and k.lower() == name.lower()), None)
+            if key is None:
                 raise RtcError(f"unknown codec {clean(str(name), 40)!r}: use {', '.join(sorted(KNOWN))}")
-            wanted.append(KNOWN[key])
-        if not wanted:
+            if KNOWN[key] not in names.values():
+                names[key] = KNOWN[key]
+        if not names:
             raise RtcError("at least one codec is needed")
         caps = RTCRtpSender.getCapabilities("audio").codecs
-        prefs = [c for mime in dict.fromkeys(wanted) for c in caps if c.mimeType == mime]
-        self.codecs = tuple(dict.fromkeys(wanted))
+        prefs = [c for mime in names.values() for c in caps if c.mimeType == mime]
+        self.codecs = tuple(names)
         self.on_state = on_state
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
         self.transceiver = self.pc.addTransceiver("audio", direction="sendrecv")

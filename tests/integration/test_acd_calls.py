@@ -335,3 +335,33 @@ def test_callback_keeps_its_place_across_a_restart(tmp_path: Path) -> None:
     assert [d.get("callback") for *_, d in events(server, "CONNECT")] == [True]
     ivr = server.query("SELECT data FROM events WHERE event = 'IVR_QUEUE'")
     assert [json.loads(d)["outcome"] for (d,) in ivr] == ["called_back"]
+
+
+def test_waiting_callers_hear_music_and_their_position(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path, QUEUE_FLOW)
+    try:
+        cli_ok(server, "agent", "add", "away", "--uri", "sip:away@127.0.0.1:9", "--skills", "support:1")
+        cli_ok(server, "agent", "login", "away")
+        cli_ok(server, "agent", "pause", "away", "--reason", "training")
+        cli_ok(server, "queue", "add", "support", "--announce-every", "4")
+        server.start()
+        first = Caller(server, tmp_path, "+15550500", "--hangup-after", "11")
+        time.sleep(1.0)
+        second = Caller(server, tmp_path, "+15550501", "--hangup-after", "9")
+        first.report()
+        second.report()
+    finally:
+        server.stop()
+    numbers = caller_of(server)
+    said = [(numbers[c], d["position"], d["text"]) for c, _, _, d in events(server, "ANNOUNCE")]
+    assert ("+15550500", 1, "You are next in line. Your estimated wait is less than a minute.") in said or any(
+        n == "+15550500" and p == 1 and t.startswith("You are next in line.") for n, p, t in said), said
+    assert any(n == "+15550501" and p == 2 and t.startswith("You are number 2 in line.") for n, p, t in said), said
+    # No callback is offered without a trunk.
+    assert not any("press 1" in t for _, _, t in said)
+    # Between the announcements the callers heard music: most of the recording is not silence.
+    audio = read_wav(first.heard)
+    pcm = audio.samples[: len(audio.samples) // 800 * 800].astype(np.int32)
+    loud = np.abs(pcm).reshape(-1, 800).mean(axis=1) > 200  # 100 ms windows
+    assert loud.mean() > 0.6, loud.mean()
+    assert len(events(server, "ABANDON")) == 2

@@ -150,7 +150,7 @@ class ServerProcess:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args, "--config", str(self.config), "--data-dir", str(self.data_dir)),
-            capture_output=True, text=True, cwd=ROOT, timeout=60,
+            capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL,
         )
 
     def token(self, role: str, name: str | None = None) -> str:

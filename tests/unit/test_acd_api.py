@@ -177,7 +177,7 @@ async def test_invalid_bodies_name_every_field_and_change_nothing(env: Env) -> N
     errors = r.json()["errors"]
     assert "skills: support: proficiency 9 is outside 1..5" in errors
     assert "wrap_up_s: -3.0 is negative (times are seconds, 0 or more)" in errors
-    assert "uri: 'tel:123' is not a SIP URI (e.g. sip:alice@10.0.0.5:5060)" in errors
+    assert "uri: 'tel:123' is not a SIP URI (e.g. sip:alice@10.0.0.5:5060) or \"desk\" (the browser desk)" in errors
     assert "teem: unknown field (did you mean 'team'?)" in errors
     assert (await c.get("/api/agents/carol", headers=SUP)).status_code == 404
 

@@ -140,7 +140,7 @@ def test_agent_validation() -> None:
                                      "max_offers": 0, "weight": True, "nmae": "x"})
     assert got[0] == "nmae: unknown field (did you mean 'name'?)"
     assert any(p.startswith("id: 'bad id' is not a valid agent id") for p in got)
-    assert "uri: 'http://x' is not a SIP URI (e.g. sip:alice@10.0.0.5:5060)" in got
+    assert "uri: 'http://x' is not a SIP URI (e.g. sip:alice@10.0.0.5:5060) or \"desk\" (the browser desk)" in got
     assert "skills: a: proficiency 7 is outside 1..5" in got
     assert "wrap_up_s: -1 is negative (times are seconds, 0 or more)" in got
     assert "max_offers: 0 is below the minimum 1" in got

@@ -233,7 +233,8 @@ def test_cookie_headers() -> None:
 # -- the Origin check and WebSocket credentials -------------------------------------------------------------------
 
 def conn(headers: dict[str, str], *, kind: str = "http", scheme: str = "http", query: str = "") -> HTTPConnection:
-    return HTTPConnection({"type": kind, "scheme": scheme, "method": "POST", "path": "/x", "query_string": query.encode(),
+    return HTTPConnection({"type": kind, "scheme": scheme, "method": "POST", "path": "/x",
+                           "query_string": query.encode(),
                            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
                            "server": ("127.0.0.1", 8080)})
 

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,7 +33,7 @@ from asr.transcript import Speaker, Transcript, Utterance, Word
 from callcenter.post_call import LegInfo, PostCall
 from callcenter.storage.db import Database
 from callcenter.storage.repos import CallRepo
-from callcenter.storage.transcripts import JobRepo, JobStateError, RecordingRepo, TranscriptRepo
+from callcenter.storage.transcripts import Job, JobRepo, JobStateError, RecordingRepo, TranscriptRepo
 from callcenter.transcription_jobs import JobRunner
 from callcenter.transcription_worker import WorkerConfig
 
@@ -332,6 +333,24 @@ async def test_a_job_stored_but_not_yet_marked_done_is_redone_without_duplicates
     assert await TranscriptRepo(db).counts("c1") == {"transcripts": 1, "utterances": 3, "keyword_hits": 2,
                                                      "qa_scores": 1, "call_emotion": 8}
     assert len(log_lines(ctl, "calls.log")) == 4           # (two lines per attempt: the call id and the pid)
+
+
+async def test_the_runner_outlives_a_database_error(db: Database, tmp_path: Path, ctl: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    await add_call(db, tmp_path, "c1", agent=False)
+    r = runner(db, tmp_path, poll_s=0.01)
+    lease = r.jobs.lease
+    failures: list[int] = []
+
+    async def flaky(worker: str, lease_s: float, now: float) -> Job | None:
+        if len(failures) < 2:
+            failures.append(1)
+            raise sqlite3.OperationalError("database is locked")
+        return await lease(worker, lease_s, now)
+    r.jobs.lease = flaky  # type: ignore[method-assign]
+    await asyncio.wait_for(r.run(until_idle=True), 60)
+    assert r.stats.done == 1 and len(failures) == 2
+    assert sum("runner step failed" in rec.message for rec in caplog.records) == 2
 
 
 async def test_another_runner_takes_a_job_once_its_lease_expired(db: Database, tmp_path: Path, ctl: Path) -> None:

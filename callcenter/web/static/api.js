@@ -34,6 +34,15 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
+// A hint, not a secret: "this browser signed in and has not signed out" (localStorage, set by the sign-in
+// page). It lets a page go straight to /login instead of asking the server and drawing a 401 in the console.
+const HINT = "callcenter.signedIn";
+export const signedIn = {
+  mark() { localStorage.setItem(HINT, "1"); },
+  clear() { localStorage.removeItem(HINT); },
+  maybe() { return localStorage.getItem(HINT) === "1"; },
+};
+
 // Listeners learn that the credentials were refused (401).
 export const events = new EventTarget();
 
@@ -75,7 +84,10 @@ async function request(path, { method = "GET", body, signal, accept = "applicati
     } catch { /* not JSON */ }
     if (resp.status === 401) {
       events.dispatchEvent(new CustomEvent("unauthorized", { detail }));
-      if (redirect && auth.mode() === "cookie") goToLogin();
+      if (auth.mode() === "cookie") {
+        signedIn.clear();
+        if (redirect) goToLogin();
+      }
     }
     throw new ApiError(resp.status, detail, Number(resp.headers.get("Retry-After")) || 0);
   }
@@ -104,8 +116,19 @@ export function session(options = {}) {
   return api("/api/session", options);
 }
 
+/** What a page calls first: the signed-in user, {id, name, role, agent}. Not signed in: the page goes to
+ *  /login?next=<here> (and the promise never settles). */
+export async function whoAmI() {
+  if (auth.mode() === "cookie" && !signedIn.maybe()) {
+    goToLogin();
+    return new Promise(() => {});
+  }
+  return session();
+}
+
 /** Sign out (end the session, or forget the pasted token) and go to the sign-in page. */
 export async function signOut() {
+  signedIn.clear();
   if (auth.mode() === "token") auth.clear();
   else {
     try { await api("/api/session", { method: "DELETE", redirect: false }); } catch { /* gone already */ }

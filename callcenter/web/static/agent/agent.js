@@ -5,6 +5,7 @@
 import { api, ApiError, loginUrl, session, signOut } from "../api.js";
 import { DeskClient, DeskError } from "./desk.js";
 import { RtcAudio } from "./rtc.js";
+import { clock, errorBanner, esc, hhmm, nowS, pad, reasonText, Ringer } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 const STATE_LABELS = {
@@ -35,14 +36,6 @@ const rtc = new RtcAudio({ audio: $("remote-audio") });
 window.__desk = { desk, rtc, state: S };   // for tests and for a curious agent's console (nothing secret)
 
 // -- formatting ---------------------------------------------------------------------------------------------------
-const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-const pad = (n) => String(n).padStart(2, "0");
-function clock(s) {
-  s = Math.max(0, Math.floor(s || 0));
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-  return h ? `${h}:${pad(m)}:${pad(sec)}` : `${m}:${pad(sec)}`;
-}
-const hhmm = (d = new Date()) => `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 function shortDate(iso) {
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "—";
@@ -52,18 +45,9 @@ function shortDate(iso) {
   return d.getFullYear() === today.getFullYear() ? `${d.toLocaleString("en", { month: "short" })} ${d.getDate()} ${time}`
     : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }
-const nowS = () => Date.now() / 1000;
-const reasonText = (r) => String(r || "").replace(/[_-]+/g, " ");
 
 // -- errors and the activity log ---------------------------------------------------------------------------------
-let errorTimer = 0;
-function showError(text) {
-  $("error-text").textContent = text;
-  $("error").hidden = !text;
-  clearTimeout(errorTimer);
-  if (text) errorTimer = setTimeout(() => { $("error").hidden = true; }, 20000);
-}
-$("error-close").addEventListener("click", () => showError(""));
+const showError = errorBanner();
 
 function log(text, kind = "") {
   const li = document.createElement("li");
@@ -238,37 +222,7 @@ function renderVariables(vars) {
 }
 
 // -- ringing ------------------------------------------------------------------------------------------------------
-const ringer = {
-  ctx: null, timer: 0, nodes: [],
-  start() {
-    this.stop();
-    try {
-      this.ctx = this.ctx || new AudioContext();
-      if (this.ctx.state === "suspended") this.ctx.resume().catch(() => {});
-    } catch { return; }
-    const burst = () => {   // the North American ring: 440 + 480 Hz, 2 s on, 4 s off
-      const g = this.ctx.createGain();
-      g.gain.value = 0.06;
-      g.connect(this.ctx.destination);
-      const t = this.ctx.currentTime;
-      for (const f of [440, 480]) {
-        const o = this.ctx.createOscillator();
-        o.frequency.value = f;
-        o.connect(g);
-        o.start(t);
-        o.stop(t + 2);
-        this.nodes.push(o);
-      }
-    };
-    burst();
-    this.timer = setInterval(burst, 6000);
-  },
-  stop() {
-    clearInterval(this.timer);
-    for (const o of this.nodes) { try { o.stop(); } catch { /* already */ } }
-    this.nodes = [];
-  },
-};
+const ringer = new Ringer();
 
 function onOffer(msg) {
   if (S.phase === "wrapup" && S.wrap) log(`Wrap-up of ${S.call && S.call.caller ? S.call.caller : "the last call"} was not saved`, "warn");
@@ -676,6 +630,10 @@ async function start() {
   $("who").hidden = false;
   if (!S.agent && me.role === "agent") {
     showError(`User ${me.name} is not linked to an agent: an admin runs callcenter agent add ID --user ${me.name}`);
+    $("conn").dataset.status = "closed";
+    $("conn-text").textContent = "No agent";
+    $("idle-title").textContent = "This user is not an agent";
+    return;
   }
   desk.connect();
 }

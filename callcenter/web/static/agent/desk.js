@@ -123,9 +123,12 @@ export class DeskClient extends EventTarget {
       this.lastError = "";
       this._setStatus("connected");
     } else if (msg.type === "error" && this._resumeSeq && msg.ref === this._resumeSeq) {
-      // The old session is gone (grace period over, server restarted): carry on with the new one.
+      // The old session is gone (grace period over, server restarted): carry on with the new one,
+      // whose state the welcome gave. Not an error the person has to read.
       this.resumeToken = "";
       this._resumeSeq = 0;
+      this.dispatchEvent(new CustomEvent("resume_failed", { detail: msg }));
+      return;
     }
     this.dispatchEvent(new CustomEvent(`msg:${msg.type}`, { detail: msg }));
     this.dispatchEvent(new CustomEvent("message", { detail: msg }));

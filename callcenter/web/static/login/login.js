@@ -2,7 +2,7 @@
 // Afterwards the browser goes to ?next= if that is a path on this site, else to the user's own page.
 // (No "are you signed in already?" probe: its 401 would be an error in every page test's console; signing in
 // again simply replaces this browser's session.)
-import { api, ApiError, safeNext } from "../api.js";
+import { api, ApiError, safeNext, signedIn } from "../api.js";
 
 const $ = (id) => document.getElementById(id);
 const HOME = { agent: "/agent", supervisor: "/supervisor", admin: "/supervisor", qa: "/qa" };
@@ -33,6 +33,7 @@ $("login-form").addEventListener("submit", async (ev) => {
   showError("");
   try {
     const user = await api("/api/session", { method: "POST", body: { name, password }, redirect: false });
+    signedIn.mark();
     location.replace(destination(user));
     return;
   } catch (err) {

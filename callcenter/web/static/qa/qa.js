@@ -1,6 +1,6 @@
 // The QA review page: search calls, play one with its transcript in step, override its scorecard.
 // Talks to /api/qa/... through ../api.js (the one place that knows how the page authenticates).
-import { api, ApiError, auth, events, loginUrl, mediaUrl, signOut, withQuery } from "../api.js";
+import { api, ApiError, auth, events, loginUrl, mediaUrl, signedIn, signOut, withQuery } from "../api.js";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -605,6 +605,7 @@ document.addEventListener("keydown", (ev) => {
 
 // -- start ----------------------------------------------------------------------------------------------------------
 (async () => {
+  if (!auth.has() && !signedIn.maybe()) { signIn(); return; }
   try {
     await checkToken();               // the pasted token of this tab, else the session cookie
     await start();
