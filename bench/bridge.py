@@ -9,7 +9,9 @@ Three processes besides SIPp, all on loopback:
   a voice.rtc_bridge.RtcBridge on it and bridges the call with the port once the "browser"
   answered. Its CPU is what is measured (utime + stime from /proc over a window of wall time).
 * the browsers (``--clients``): aiortc peers standing in for browsers (tests/support/rtc_client.py:
-  real ICE and DTLS-SRTP), each saying a steady 1 kHz tone.
+  real ICE and DTLS-SRTP), each saying a steady 1 kHz tone. They cost about what the gateway
+  does, on the same cores: they and SIPp run at ``--nice`` 10 so that the load generators, not
+  the gateway under test, wait when the machine is short of CPU.
 * this process: the driver, relaying SDP between the two, plus one measurement call: a SIP
   caller of its own (raw SIP over UDP and a raw RTP endpoint: exact send and arrival times) and a
   browser peer of its own. They take turns sending 100 ms tone bursts:
@@ -403,7 +405,8 @@ async def run(args: argparse.Namespace) -> int:
     server = Child(await asyncio.create_subprocess_exec(
         *me, "--serve", "--sip-port", str(sip_port), "--rtp-port", "32000", "--calls", str(args.calls),
         stdin=pipe, stdout=pipe, stderr=server_log, limit=1 << 20))
-    browsers = Child(await asyncio.create_subprocess_exec(*me, "--clients", stdin=pipe, stdout=pipe,
+    browsers = Child(await asyncio.create_subprocess_exec("nice", "-n", str(args.nice), *me, "--clients", stdin=pipe,
+                                                          stdout=pipe,
                                                           stderr=clients_log, limit=1 << 20))
     await asyncio.wait_for(server.replies.get(), 30)
     await asyncio.wait_for(browsers.replies.get(), 30)
@@ -438,7 +441,7 @@ async def run(args: argparse.Namespace) -> int:
         rtp_task = loop.create_task(rtp.run())
         if args.calls > 1:
             sipp = await asyncio.create_subprocess_exec(
-                "sipp", "-sf", str(SCENARIO), "-s", "load", f"{HOST}:{sip_port}", "-i", HOST, "-p", str(sipp_port),
+                "nice", "-n", str(args.nice), "sipp", "-sf", str(SCENARIO), "-s", "load", f"{HOST}:{sip_port}", "-i", HOST, "-p", str(sipp_port),
                 "-mp", str(media_port), "-rtp_echo", "-m", str(args.calls - 1), "-l", str(args.calls - 1),
                 "-r", "10", "-nostdin", "-timeout", f"{args.seconds + 300}s", "-timeout_error",
                 cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -506,7 +509,7 @@ async def run(args: argparse.Namespace) -> int:
                         "lost": clients_after["lost"] - clients_before["lost"]},
         "jitter_buffered_ms_median": after["buffered_ms_median"],
         "jitter_target_ms_median": after["target_ms_median"],
-        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2), "nice": args.nice},
     }
     out = BENCH / "results" / "bridge.json"
     out.parent.mkdir(exist_ok=True)
@@ -531,6 +534,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--bursts", type=int, default=30, help="tone bursts in the window, half each way")
+    ap.add_argument("--nice", type=int, default=10,
+                    help="niceness of the load generators (stand-in browsers, SIPp): they must not starve the gateway")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--clients", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--sip-port", type=int, default=0, help=argparse.SUPPRESS)

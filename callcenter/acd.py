@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from ivr import actions as act
 from ivr import events as ivr_ev
@@ -51,7 +51,11 @@ from .storage.db import iso_utc
 from .storage.repos import CallRepo, EventRepo
 from .trunk import Trunk
 
+if TYPE_CHECKING:
+    from .desk_leg import DeskLeg
+
 log = logging.getLogger("callcenter.acd")
+AgentLeg = Union[OutboundLeg, "DeskLeg"]  # how an agent is reached: their softphone, or the browser desk
 LEG_END_WAIT_S = 5.0  # a hung-up agent leg's recording is final within this
 
 
@@ -83,7 +87,7 @@ class _Held:
     variables: dict[str, Any]
     qc: QueueCall | None = None
     state: str = "waiting"                        # waiting | offered | connected | callback | done
-    leg: OutboundLeg | None = None                # the agent's, once connected
+    leg: AgentLeg | None = None                   # the agent's, once connected
     leg_end: LegEnd | None = None
     connected_at: float | None = None
     flow_done: bool = False                       # the flow heard "answered": it is over
@@ -120,11 +124,12 @@ class AcdService:
         self.bus = bus
         self.clock = clock
         self.router = Router()
+        self.desk: Any = None                             # callcenter.desk.DeskHub: browser agents (set by the server)
         self.queues: dict[str, QueueSpec] = {}
         self.agents: dict[str, AgentSpec] = {}
         self._held: dict[str, _Held] = {}                 # contact id (call id) -> a caller on the line
         self.callbacks = Callbacks(self)                  # callback requests (callcenter/acd_callbacks.py)
-        self._offers: dict[str, OutboundLeg] = {}         # reservation -> the ringing agent leg
+        self._offers: dict[str, AgentLeg] = {}            # reservation -> the ringing agent leg
         self._pending: deque[fx.Effect] = deque()
         self._applying = False
         self._wake = asyncio.Event()
@@ -285,7 +290,8 @@ class AcdService:
                 held.leg.cancel()
             with contextlib.suppress(TimeoutError):  # its recording is final once the leg has ended
                 await asyncio.wait_for(held.leg.done.wait(), LEG_END_WAIT_S)
-            return held.leg_end
+            # (the leg's end reaches _leg_ended after the caller left _held: the leg keeps it too)
+            return held.leg_end or getattr(held.leg, "end", None)
         return None
 
     def _staffed(self, spec: QueueSpec) -> bool:
@@ -346,11 +352,26 @@ class AcdService:
             log.warning("agent cannot be reached: no URI", extra={"agent": e.agent, "call_id": e.contact})
             self._apply(self.router.rejected(e.reservation, self.clock(), "unreachable"))
             return
-        leg = OutboundLeg(self.engine, uri=spec.uri, role="agent", call_id=e.contact, reservation=e.reservation,
-                          agent=e.agent, data_dir=self.data_dir, from_uri=self.trunk.from_uri,
-                          on_answered=self._leg_answered, on_ended=self._leg_ended, record=not e.callback)
-        self._offers[e.reservation] = leg
         held = self._held.get(e.contact)
+        leg: AgentLeg
+        if spec.uri == "desk":  # a browser agent (the agent desk, callcenter/desk_leg.py)
+            if self.desk is None:
+                log.warning("agent works at the desk, which is not running", extra={"agent": e.agent})
+                self._apply(self.router.rejected(e.reservation, self.clock(), "unreachable"))
+                return
+            from .desk_leg import DeskLeg
+
+            queue = self.queues.get(e.queue)
+            leg = DeskLeg(self.desk, call_id=e.contact, reservation=e.reservation, agent=e.agent, queue=e.queue,
+                          caller=held.ref.caller_number if held else "",
+                          variables=held.variables if held else {},
+                          ring_timeout_s=queue.ring_timeout_s if queue else 0.0, callback=e.callback,
+                          on_answered=self._leg_answered, on_ended=self._leg_ended, record=not e.callback)
+        else:
+            leg = OutboundLeg(self.engine, uri=spec.uri, role="agent", call_id=e.contact, reservation=e.reservation,
+                              agent=e.agent, data_dir=self.data_dir, from_uri=self.trunk.from_uri,
+                              on_answered=self._leg_answered, on_ended=self._leg_ended, record=not e.callback)
+        self._offers[e.reservation] = leg
         if held is not None and held.state == "waiting":
             held.state = "offered"
             if held.qc is not None:
@@ -381,13 +402,17 @@ class AcdService:
         if held.ref.caller_number:
             self._spawn(self.store.set_last_agent(held.ref.caller_number, e.agent), "last-agent")
 
-    async def _bridge(self, held: _Held, leg: OutboundLeg) -> None:
+    async def _bridge(self, held: _Held, leg: AgentLeg) -> None:
         if held.qc is not None:
             held.qc.state = "connected"
             await held.qc.stop()
         try:
             assert leg.handle is not None
-            await self.engine.bridge(held.ref.handle, leg.handle)
+            connect = getattr(leg, "connect", None)  # a desk leg bridges (and records) the browser itself
+            if connect is not None:
+                await connect(held.ref.handle)
+            else:
+                await self.engine.bridge(held.ref.handle, leg.handle)
         except (CallGone, EngineStopped):
             return
         except EngineError as exc:
@@ -432,7 +457,7 @@ class AcdService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _leg_answered(self, leg: OutboundLeg) -> None:
+    def _leg_answered(self, leg: AgentLeg) -> None:
         now = self.clock()
         if self._offers.get(leg.reservation) is not leg:
             leg.cancel()  # answered after the offer was withdrawn (timeout, taken, abandoned)
@@ -444,7 +469,7 @@ class AcdService:
             self._offers.pop(leg.reservation, None)
             leg.cancel()
 
-    def _leg_ended(self, leg: OutboundLeg, end: LegEnd) -> None:
+    def _leg_ended(self, leg: AgentLeg, end: LegEnd) -> None:
         now = self.clock()
         if self._offers.get(leg.reservation) is leg:  # never answered (or answered, not yet accepted)
             self._offers.pop(leg.reservation)

@@ -27,7 +27,7 @@ from .agent_leg import LegEnd, OutboundLeg
 from .storage.db import iso_utc
 
 if TYPE_CHECKING:
-    from .acd import AcdService, _Held
+    from .acd import AcdService, AgentLeg, _Held
 
 log = logging.getLogger("callcenter.acd")
 
@@ -36,7 +36,7 @@ log = logging.getLogger("callcenter.acd")
 class _Request:
     contact: Contact
     number: str
-    agent_leg: OutboundLeg | None = None
+    agent_leg: AgentLeg | None = None
     customer_leg: OutboundLeg | None = None
     call_id: str = ""                   # the outbound call's own row
     answered: bool = False
@@ -97,7 +97,7 @@ class Callbacks:
         return True
 
     # -- an agent answered for a request: dial the customer --------------------------------------------------
-    def connect(self, e: fx.Connect, agent_leg: OutboundLeg) -> None:
+    def connect(self, e: fx.Connect, agent_leg: AgentLeg) -> None:
         acd = self.acd
         req = self.requests.get(e.contact)
         if req is None:
@@ -152,7 +152,7 @@ class Callbacks:
             req.agent_leg.cancel()
         self._finish(req)
 
-    def agent_leg_ended(self, leg: OutboundLeg, end: LegEnd) -> bool:
+    def agent_leg_ended(self, leg: AgentLeg, end: LegEnd) -> bool:
         """The agent's leg of a callback ended; False if ``leg`` is not one."""
         req = self.requests.get(leg.call_id)
         if req is None or req.agent_leg is not leg:

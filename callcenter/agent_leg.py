@@ -66,6 +66,7 @@ class OutboundLeg:
         self._inbox: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
         self._cancel = False
         self._task: asyncio.Task[None] | None = None
+        self.end: LegEnd | None = None       # how it ended (set before on_ended is called)
         self.done = asyncio.Event()
 
     def start(self) -> asyncio.Task[None]:
@@ -149,4 +150,5 @@ class OutboundLeg:
         answered = self.state == "answered"
         self.state = "ended"
         offset = (self.recording_started or self.started_at)
-        self._on_ended(self, LegEnd(status, reason, answered, local or self._cancel, recording, offset))
+        self.end = LegEnd(status, reason, answered, local or self._cancel, recording, offset)
+        self._on_ended(self, self.end)

@@ -365,3 +365,29 @@ def test_waiting_callers_hear_music_and_their_position(tmp_path: Path) -> None:
     loud = np.abs(pcm).reshape(-1, 800).mean(axis=1) > 200  # 100 ms windows
     assert loud.mean() > 0.6, loud.mean()
     assert len(events(server, "ABANDON")) == 2
+
+
+def test_caller_hanging_up_first_keeps_both_legs_recorded(tmp_path: Path, tones: tuple[Path, Path]) -> None:
+    caller_tone, agent_tone = tones
+    server = ServerProcess(tmp_path, QUEUE_FLOW)
+    agent = AgentPhone(tmp_path, "carol", "--answer-after", "0.3", "--play", str(agent_tone))
+    try:
+        cli_ok(server, "agent", "add", "carol", "--uri", agent.uri, "--skills", "support:1")
+        cli_ok(server, "agent", "login", "carol")
+        cli_ok(server, "queue", "add", "support", "--announce-every", "0")
+        server.start()
+        report = Caller(server, tmp_path, "+15550600", "--play", str(caller_tone), "--hangup-after", "5").report()
+        calls = agent.wait_calls(1)
+        row = server.wait_for(lambda: server.query(
+            "SELECT agent_recording_path, agent_recording_sha256, agent_recording_seconds, disposition FROM calls "
+            "WHERE agent = 'carol' AND agent_recording_sha256 IS NOT NULL"))[0]
+        legs = server.wait_for(lambda: dict(server.query("SELECT leg, seconds FROM recordings")).get("agent")
+                               and dict(server.query("SELECT leg, seconds FROM recordings")))
+    finally:
+        agent.stop()
+        server.stop()
+    assert report["connected"] and calls[0]["answered_at"] is not None
+    assert row[3] == "caller_hangup" and row[2] > 1.0, row
+    assert abs(dominant(server.data_dir / row[0]) - AGENT_HZ) < 15
+    assert {"caller", "agent", "stereo"} <= set(legs), legs
+    assert len(events(server, "COMPLETECALLER")) == 1

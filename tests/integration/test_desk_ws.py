@@ -121,7 +121,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
 
 
 class Desk:
-    """A desk client: numbered messages, pings answered (unless ``pong`` is off), messages kept in order."""
+    """A desk client: numbered messages; a reader task answers pings (unless ``pong`` is off) and keeps the
+    other messages in order, like a page would."""
 
     def __init__(self, ws: ClientConnection, *, pong: bool = True) -> None:
         self.ws = ws
@@ -129,6 +130,28 @@ class Desk:
         self.pong = pong
         self.seen: list[dict[str, Any]] = []
         self._unread: list[dict[str, Any]] = []
+        self._inbox: asyncio.Queue[dict[str, Any] | ConnectionClosed] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name="test-desk-reader")
+
+    async def _read(self) -> None:
+        try:
+            async for text in self.ws:
+                msg = json.loads(text)
+                self.seen.append(msg)
+                if msg["type"] == "ping":
+                    if self.pong:
+                        await self.send("pong")
+                    continue
+                self._inbox.put_nowait(msg)
+        except ConnectionClosed as exc:
+            self._inbox.put_nowait(exc)
+            return
+        self._inbox.put_nowait(ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent))
+
+    async def stop(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
     async def send(self, type_: str, **fields: Any) -> int:
         self.seq += 1
@@ -141,15 +164,11 @@ class Desk:
     async def next(self, within: float = 3.0) -> dict[str, Any]:
         if self._unread:
             return self._unread.pop(0)
-        while True:
-            msg = json.loads(await asyncio.wait_for(self.ws.recv(), within))
-            self.seen.append(msg)
-            if msg["type"] == "ping":
-                if self.pong:
-                    self.seq += 1
-                    await self.ws.send(json.dumps({"type": "pong", "seq": self.seq}))
-                continue
-            return msg
+        got = await asyncio.wait_for(self._inbox.get(), within)
+        if isinstance(got, ConnectionClosed):
+            self._inbox.put_nowait(got)
+            raise got
+        return got
 
     async def expect(self, type_: str, within: float = 3.0, **match: Any) -> dict[str, Any]:
         deadline = time.monotonic() + within
@@ -164,6 +183,15 @@ class Desk:
             raise AssertionError(f"no {type_} {match} within {within} s; got {skipped}") from None
         finally:
             self._unread = skipped + self._unread
+
+    async def closed(self, within: float = 3.0) -> int:
+        """Read until the server closes: its close code."""
+        self._unread.clear()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await self.next(within)
+        assert closed.value.rcvd is not None, "closed without a close frame"
+        return closed.value.rcvd.code
 
     async def quiet(self, seconds: float) -> list[dict[str, Any]]:
         """Everything (but pings) that arrives within ``seconds``."""
@@ -184,7 +212,11 @@ async def desk(env: Env, name: str = "alice", *, path: str = "", pong: bool = Tr
                headers: dict[str, str] | None = None) -> AsyncIterator[Desk]:
     async with connect(env.url + path, additional_headers=bearer(name) if headers is None else headers,
                        open_timeout=5) as ws:
-        yield Desk(ws, pong=pong)
+        d = Desk(ws, pong=pong)
+        try:
+            yield d
+        finally:
+            await d.stop()
 
 
 async def refused(env: Env, headers: dict[str, str], first: str | None = None, path: str = "") -> tuple[int, dict]:
@@ -227,7 +259,9 @@ async def test_a_signed_in_cookie_and_a_first_auth_message_are_accepted(env: Env
         assert (welcome["agent"], welcome["role"]) == ("alice", "agent")
     async with connect(env.url, open_timeout=5) as ws:
         await ws.send(json.dumps({"type": "auth", "token": TOKENS["bob"]}))
-        welcome = await Desk(ws).expect("welcome")
+        d = Desk(ws)
+        welcome = await d.expect("welcome")
+        await d.stop()
         assert welcome["agent"] == "bob" and welcome["state"]["state"] == "logged_out"
         assert welcome["heartbeat_s"] == HEARTBEAT_S and welcome["grace_s"] == GRACE_S
 
@@ -296,7 +330,6 @@ async def test_bad_and_replayed_messages_get_an_error_and_change_nothing(env: En
 
 # -- heartbeat ----------------------------------------------------------------------------------------------
 async def test_heartbeat(env: Env) -> None:
-    import sys; sys.path.insert(0, "/tmp"); import watch; watch.arm()
     async with desk(env, "alice") as d:
         await d.expect("welcome")
         await d.quiet(HEARTBEAT_S * 6)                # pings answered: still connected
@@ -307,9 +340,7 @@ async def test_heartbeat(env: Env) -> None:
         start = time.monotonic()
         err = await d.expect("error", within=HEARTBEAT_S * 8, code="heartbeat")
         assert "unanswered" in err["message"]
-        with pytest.raises(ConnectionClosed) as closed:
-            await d.next(3)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+        assert await d.closed() == 4408
         assert time.monotonic() - start < HEARTBEAT_S * 8
         assert not env.hub.reachable("bob")
 
@@ -353,9 +384,7 @@ async def test_a_second_connection_takes_over(env: Env) -> None:
             w2 = await two.expect("welcome")
             err = await one.expect("error", code="taken_over")
             assert "another connection" in err["message"]
-            with pytest.raises(ConnectionClosed) as closed:
-                await one.next(3)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+            assert await one.closed() == 4409
             assert w2["session"] == w1["session"]
             await two.send("state", action="login")
             await two.expect("agent_state", state="available")
