@@ -10,8 +10,9 @@ Three processes besides SIPp, all on loopback:
   answered. Its CPU is what is measured (utime + stime from /proc over a window of wall time).
 * the browsers (``--clients``): aiortc peers standing in for browsers (tests/support/rtc_client.py:
   real ICE and DTLS-SRTP), each saying a steady 1 kHz tone. They cost about what the gateway
-  does, on the same cores: they and SIPp run at ``--nice`` 10 so that the load generators, not
-  the gateway under test, wait when the machine is short of CPU.
+  does, on the same cores. ``--nice N`` runs them and SIPp niced; but a starved stand-in sends
+  its late frames in bursts (as no browser does), which the gateway's jitter buffer then drops:
+  by default everything competes alike.
 * this process: the driver, relaying SDP between the two, plus one measurement call: a SIP
   caller of its own (raw SIP over UDP and a raw RTP endpoint: exact send and arrival times) and a
   browser peer of its own. They take turns sending 100 ms tone bursts:
@@ -441,7 +442,8 @@ async def run(args: argparse.Namespace) -> int:
         rtp_task = loop.create_task(rtp.run())
         if args.calls > 1:
             sipp = await asyncio.create_subprocess_exec(
-                "nice", "-n", str(args.nice), "sipp", "-sf", str(SCENARIO), "-s", "load", f"{HOST}:{sip_port}", "-i", HOST, "-p", str(sipp_port),
+                "nice", "-n", str(args.nice), "sipp", "-sf", str(SCENARIO), "-s", "load", f"{HOST}:{sip_port}",
+                "-i", HOST, "-p", str(sipp_port),
                 "-mp", str(media_port), "-rtp_echo", "-m", str(args.calls - 1), "-l", str(args.calls - 1),
                 "-r", "10", "-nostdin", "-timeout", f"{args.seconds + 300}s", "-timeout_error",
                 cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -457,6 +459,7 @@ async def run(args: argparse.Namespace) -> int:
         clients_before = await browsers.ask({"type": "stats"})
         pid = server.proc.pid
         c0, t0 = cpu_seconds(pid), time.monotonic()
+        b0 = cpu_seconds(browsers.proc.pid)
         rtp.sent.clear()
         probe_browser.source.sent.clear()
         period = args.seconds / max(1, args.bursts)
@@ -464,7 +467,9 @@ async def run(args: argparse.Namespace) -> int:
             (rtp.burst if i % 2 == 0 else probe_browser.source.burst)()
             await asyncio.sleep(period * random.uniform(0.8, 1.2))
         await asyncio.sleep(max(0.0, t0 + args.seconds - time.monotonic()) + 0.6)
-        cores = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+        wall = time.monotonic() - t0
+        cores = (cpu_seconds(pid) - c0) / wall
+        browser_cores = (cpu_seconds(browsers.proc.pid) - b0) / wall
         after = await server.ask({"type": "stats"})
         clients_after = await browsers.ask({"type": "stats"})
         sip_to_browser = pair(rtp.sent, probe_browser.onsets.times)
@@ -502,6 +507,7 @@ async def run(args: argparse.Namespace) -> int:
         "gateway_cores": round(cores, 3), "cpu_percent_per_call": round(100 * cores / args.calls, 2),
         "gateway_cores_by_thread": {k: round((after["threads"][k] - before["threads"].get(k, 0)) / args.seconds, 3)
                                     for k in after["threads"]},
+        "stand_in_browsers_cores": round(browser_cores, 3),
         "gaps": gaps, "calls_with_gaps": len(gap_calls),
         "frames": {"to_browsers": after["frames_out"] - before["frames_out"],
                    "from_browsers": after["frames_in"] - before["frames_in"]},
@@ -521,7 +527,8 @@ async def run(args: argparse.Namespace) -> int:
           f"({b2s['count']} bursts)")
     print(f"gateway CPU: {100 * cores:.1f} % of a core for {args.calls} bridged calls = "
           f"{result['cpu_percent_per_call']} % per call")
-    print(f"  by thread (cores): {result['gateway_cores_by_thread']}")
+    print(f"  by thread (cores): {result['gateway_cores_by_thread']}; the stand-in browsers: "
+          f"{100 * browser_cores:.1f} % of a core")
     print(f"gaps over {args.seconds:g} s: {gaps} on {len(gap_calls)} call(s); "
           f"browser RTP lost {result['browser_rtp']['lost']} of {result['browser_rtp']['packets']}")
     print(f"results in {out.relative_to(ROOT)} (work files in {work})")
@@ -534,7 +541,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--bursts", type=int, default=30, help="tone bursts in the window, half each way")
-    ap.add_argument("--nice", type=int, default=10,
+    ap.add_argument("--nice", type=int, default=0,
                     help="niceness of the load generators (stand-in browsers, SIPp): they must not starve the gateway")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--clients", action="store_true", help=argparse.SUPPRESS)

@@ -102,11 +102,9 @@ class DeskHub:
         if ring_timeout_s is None:
             spec = getattr(self.ctx.acd, "queues", {}).get(queue)
             ring_timeout_s = float(getattr(spec, "ring_timeout_s", 0.0) or 0.0)
-        leg = DeskLeg(self, call_id=call_id, reservation=reservation, agent=agent, queue=queue, caller=caller,
-                      variables=variables, ring_timeout_s=ring_timeout_s, callback=callback,
-                      on_answered=on_answered, on_ended=on_ended, record=record)
-        self.legs[reservation] = leg
-        return leg
+        return DeskLeg(self, call_id=call_id, reservation=reservation, agent=agent, queue=queue, caller=caller,
+                       variables=variables, ring_timeout_s=ring_timeout_s, callback=callback,
+                       on_answered=on_answered, on_ended=on_ended, record=record)
 
     def reachable(self, agent: str) -> bool:
         s = self.sessions.get(f"agent:{agent}")
@@ -126,6 +124,7 @@ class DeskHub:
         return None
 
     def forget(self, leg: DeskLeg) -> None:
+        """(A DeskLeg registers itself in ``legs`` when made, and is forgotten when it has ended.)"""
         if self.legs.get(leg.reservation) is leg:
             del self.legs[leg.reservation]
 
@@ -196,7 +195,6 @@ class DeskHub:
                     await task
             self._detach(session, conn, "closed")
             conn.close(CLOSE_GONE, "gone")
-            await asyncio.sleep(0)
             await conn.stop()
 
     async def _authenticate(self, ws: WebSocket) -> User | None:

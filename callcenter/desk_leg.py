@@ -83,6 +83,7 @@ class DeskLeg:
         self._grace: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
+        hub.legs[reservation] = self
 
     # -- the ACD's side ------------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:

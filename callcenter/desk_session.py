@@ -96,10 +96,12 @@ class Connection:
             log.debug("desk connection write failed", exc_info=True)
             return
 
-    async def stop(self) -> None:
-        """End the writer (after the connection ended)."""
+    async def stop(self, drain_s: float = 1.0) -> None:
+        """End the writer (after the connection ended), letting it send what was queued for ``drain_s``."""
         self.closing = True
         if self._writer is not None and not self._writer.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._writer), drain_s)
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer

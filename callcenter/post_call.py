@@ -68,11 +68,13 @@ def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 class PostCall:
     def __init__(self, db: Database, data_dir: Path, *, on_enqueued: Callable[[], None] | None = None,
+                 transcribe: bool = True,
                  concurrency: int = 2) -> None:
         self.recordings = RecordingRepo(db)
         self.jobs = JobRepo(db)
         self.data_dir = data_dir
         self.on_enqueued = on_enqueued            # e.g. JobRunner.wake
+        self.transcribe = transcribe              # ([transcription] enabled = false: rows and the mix only)
         self._slots = asyncio.Semaphore(max(1, concurrency))
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -121,6 +123,8 @@ class PostCall:
             if not done:
                 log.warning("post-call: the call has no recording; nothing to transcribe", extra=ctx)
                 return False
+            if not self.transcribe:
+                return ok
             try:
                 if await self.jobs.enqueue(call_id):
                     log.info("post-call: transcription queued", extra={**ctx, "legs": ",".join(done)})

@@ -117,6 +117,25 @@ def _job_runner(settings: Settings, db: Database, data_dir: Path) -> JobRunner:
                      scorecards_path=existing(settings.scorecards))
 
 
+RETENTION_EVERY_S = 24 * 3600.0
+
+
+async def _retention(settings: Settings, db: Database, data_dir: Path) -> None:
+    """Delete recordings and transcripts past their retention, at start and then daily (logged)."""
+    from recordings.retention import purge
+
+    from .storage.transcripts import RecordingRepo
+
+    while True:
+        try:
+            report = await purge(RecordingRepo(db), data_dir, default_days=settings.retention_days,
+                                 per_queue=settings.retention_per_queue)
+            log.info("retention: %s", report.summary())
+        except Exception:
+            log.exception("retention: purge failed")
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
 async def serve(settings: Settings) -> int:
     data_dir = check_data_dir(settings.data_dir)
     default_flow = None
@@ -168,7 +187,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
                      bus=bus)
     await acd.start()
     jobs = _job_runner(settings, db, data_dir) if settings.transcribe else None
-    post_call = PostCall(db, data_dir, on_enqueued=jobs.wake if jobs else None)
+    post_call = PostCall(db, data_dir, on_enqueued=jobs.wake if jobs else None, transcribe=jobs is not None)
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
                           data_dir, options, acd=acd, post_call=post_call, bus=bus)
     app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active,
@@ -184,6 +203,8 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     refresher = asyncio.create_task(directory.run(), name="flow-refresh")
     acd_timer = asyncio.create_task(acd.run(), name="acd")
     job_task = asyncio.create_task(jobs.run(), name="transcription") if jobs else None
+    keeps = settings.retention_days or any(settings.retention_per_queue.values())
+    retention = asyncio.create_task(_retention(settings, db, data_dir), name="retention") if keeps else None
     http_task = asyncio.create_task(http.serve(sockets=[http_sock]), name="http")
     log.info("serving", extra={
         "sip": f"{settings.engine.host}:{settings.engine.sip_port}/{'+'.join(settings.engine.transports)}",
@@ -199,7 +220,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
         log.info("shutting down", extra={"active_calls": service.active})
         service.stopping = True
         await engine.stop()          # hangs up, finalizes recordings, libDestroy on its thread
-        for task in (dispatcher, refresher, acd_timer):
+        for task in (dispatcher, refresher, acd_timer, *([retention] if retention else [])):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

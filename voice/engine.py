@@ -180,10 +180,10 @@ class Engine:
         return await self._submit(self._core.dial, uri, from_uri, dict(headers or {}), sink)
 
     async def bridge(self, a: int, b: int) -> None:
-        """Two-way audio between calls ``a`` and ``b`` (the conference bridge): each far end
-        hears the other. Idempotent; kept across hold, resume and re-INVITEs of either call;
-        when either ends, the other goes on. Each call's recording keeps its own far end only
-        (voice/bridge.py). An ended call raises CallGone."""
+        """Two-way audio between calls (or bridge ports) ``a`` and ``b``: each far end hears the
+        other (``connect`` both ways; ``unbridge`` removes both). Idempotent; kept across hold,
+        resume and re-INVITEs of either call; when either ends, the other goes on. Each call's
+        recording keeps its own far end only (voice/bridge.py). An ended call raises CallGone."""
         await self._submit(self._core.bridge, a, b)
 
     async def unbridge(self, a: int, b: int) -> bool:

@@ -104,7 +104,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     port = sock.getsockname()[1]
     server = _Uvicorn(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="test-http")
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn has no event to wait on)
         await asyncio.sleep(0.01)
     host = f"127.0.0.1:{port}"
     try:
@@ -146,7 +146,7 @@ class Desk:
         except ConnectionClosed as exc:
             self._inbox.put_nowait(exc)
             return
-        self._inbox.put_nowait(ConnectionClosed(self.ws.close_rcvd, self.ws.close_sent))
+        self._inbox.put_nowait(ConnectionClosed(self.ws.protocol.close_rcvd, self.ws.protocol.close_sent))
 
     async def stop(self) -> None:
         self._reader.cancel()
@@ -487,6 +487,48 @@ async def test_a_desk_leg_whose_browser_vanishes_ends_lost_after_the_grace_perio
     await task
     lost = await env.events("DESKLOST")
     assert [e["data"]["outcome"] for e in lost] == ["waiting", "ended"]
+
+
+async def test_a_reconnect_within_the_grace_period_resumes_the_call(env: Env) -> None:
+    answered: asyncio.Future[DeskLeg] = asyncio.get_running_loop().create_future()
+    ends: list[LegEnd] = []
+    browser = BrowserPeer(tone_hz=1300)
+    caller = CallerPort(env.engine, await env.engine.open_port(label="caller"))
+    try:
+        async with desk(env, "alice") as d:
+            welcome = await d.expect("welcome")
+            leg = env.hub.leg(call_id="call-6", reservation="res-6", agent="alice", queue="sales",
+                              caller="+15550100", variables={"order": "A-17", "card": "****"},
+                              on_answered=answered.set_result, on_ended=lambda _leg, end: ends.append(end))
+            task = leg.start()
+            await answer_offer(d, leg, browser)
+            await asyncio.wait_for(answered, 10)
+            await leg.connect(caller.port)
+            await d.expect("connected", call_id="call-6")
+            seq = d.seq
+        await asyncio.sleep(GRACE_S / 2)                   # the socket is gone, the peer (the page) is not
+        assert leg.lost_at is not None and not ends
+        async with desk(env, "alice") as d:
+            d.seq = seq
+            await d.expect("welcome", session=welcome["session"])
+            await d.send("resume", resume_token=welcome["resume_token"])
+            await d.expect("welcome", resumed=True)
+            await d.expect("connected", call_id="call-6")  # the page learns its call again
+            await asyncio.sleep(GRACE_S * 1.5)               # past the grace period: the call goes on
+            assert not ends and leg.lost_at is None and leg.state == "answered"
+            n = len(caller.heard)
+            await asyncio.sleep(0.6)
+            assert abs(tone_hz(np.concatenate(caller.heard[n:])) - 1300) < 30   # audio all along the same peer
+            assert leg.media is not None and leg.media.offers == 1
+            await d.send("hangup", call_id="call-6")
+            await task
+        assert [(e.status, e.lost) for e in ends] == [(200, False)]
+        assert [e["data"]["outcome"] for e in await env.events("DESKLOST")] == ["waiting"]
+        assert any(e["call_id"] == "call-6" for e in await env.events("DESKRESUME"))
+    finally:
+        await caller.stop()
+        await browser.close()
+        await env.engine.close_port(caller.port)
 
 
 async def test_an_offer_to_a_desk_that_is_not_connected_ends_at_once(env: Env) -> None:
