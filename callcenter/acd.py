@@ -354,7 +354,7 @@ class AcdService:
             return
         held = self._held.get(e.contact)
         leg: AgentLeg
-        if spec.uri == "desk":  # a browser agent (the agent desk, callcenter/desk_leg.py)
+        if spec.uri == "desk" or spec.uri.startswith("desk:"):  # a browser agent (callcenter/desk_leg.py)
             if self.desk is None:
                 log.warning("agent works at the desk, which is not running", extra={"agent": e.agent})
                 self._apply(self.router.rejected(e.reservation, self.clock(), "unreachable"))

@@ -130,12 +130,16 @@ class Callbacks:
             return
         req.answered = True
         acd.calls.update_nowait(req.call_id, answered_at=iso_utc(acd.clock()))
-        acd._spawn(self._bridge(req.agent_leg.handle, leg.handle), "bridge-callback")
+        acd._spawn(self._bridge(req, leg.handle), "bridge-callback")
         acd._apply(acd.router.callback_answered(leg.call_id, acd.clock()))
 
-    async def _bridge(self, a: int, b: int) -> None:
+    async def _bridge(self, req: _Request, customer: int) -> None:
         with contextlib.suppress(CallGone, EngineStopped):
-            await self.acd.engine.bridge(a, b)
+            connect = getattr(req.agent_leg, "connect", None)  # a browser agent: the desk leg bridges itself
+            if connect is not None:
+                await connect(customer)
+            elif req.agent_leg is not None and req.agent_leg.handle is not None:
+                await self.acd.engine.bridge(req.agent_leg.handle, customer)
 
     def _customer_ended(self, leg: OutboundLeg, end: LegEnd) -> None:
         req = self.requests.get(leg.call_id)

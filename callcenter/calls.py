@@ -78,6 +78,7 @@ class CallService:
         self.acd = acd
         self.post_call = post_call
         self.bus = bus
+        self.desk: Any = None             # callcenter.desk.DeskHub (an agent's blind transfer reports here)
         self.stopping = False
         self._inboxes: dict[int, Inbox] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -184,7 +185,9 @@ class CallService:
             if call.driver is not None:
                 call.driver.playback_done(event.playback)
         elif isinstance(event, TransferDone):
-            if call.driver is not None:
+            if self.desk is not None and self.acd is not None and self.acd.connected_call(call.id) is not None:
+                self.desk.calls.transfer_result(call.id, event.ok, event.status, event.reason)  # an agent's transfer
+            elif call.driver is not None:
                 call.driver.transfer_done(event.ok, f"{event.status} {event.reason}".strip())
         elif isinstance(event, CallAnswered):
             call.answered = True

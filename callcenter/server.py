@@ -34,6 +34,8 @@ from .acd import AcdService
 from .acd_store import AcdStore
 from .api import ApiContext, create_app
 from .calls import CallService, IvrOptions
+from .desk import DeskHub
+from .desk import build_router as desk_router
 from .exceptions import StartupError
 from .flow_directory import FlowDirectory
 from .live_events import EventBus
@@ -190,9 +192,14 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     post_call = PostCall(db, data_dir, on_enqueued=jobs.wake if jobs else None, transcribe=jobs is not None)
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
                           data_dir, options, acd=acd, post_call=post_call, bus=bus)
-    app = create_app(ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active,
-                                db=db, flows=directory, phrase_check=phrase_checker(settings), acd=acd, bus=bus),
-                     demo_crm=settings.demo_crm)
+    ctx = ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active, db=db,
+                     flows=directory, phrase_check=phrase_checker(settings), acd=acd, bus=bus)
+    hub = DeskHub(ctx, engine=engine, grace_s=settings.desk_grace_s, heartbeat_s=settings.desk_heartbeat_s,
+                  transfer_allow=settings.transfer_allow, hold_music=settings.hold_music)
+    acd.desk = hub
+    service.desk = hub
+    app = create_app(ctx, demo_crm=settings.demo_crm)
+    app.include_router(desk_router(ctx, hub))
     http = _Uvicorn(uvicorn.Config(app, log_config=None, lifespan="off", access_log=False))
 
     stop = asyncio.Event()
@@ -219,6 +226,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
         stop_task.cancel()
         log.info("shutting down", extra={"active_calls": service.active})
         service.stopping = True
+        await hub.close()            # the desks hear the server go; their peers close
         await engine.stop()          # hangs up, finalizes recordings, libDestroy on its thread
         for task in (dispatcher, refresher, acd_timer, *([retention] if retention else [])):
             task.cancel()

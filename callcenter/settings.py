@@ -43,6 +43,8 @@ class Settings:
     retention_per_queue: dict[str, int] = field(default_factory=dict)  # queue -> days
     transcribe: bool = True            # transcribe every recorded call after it ends
     transcribe_workers: int = 0        # worker processes (0: one per core)
+    desk_grace_s: float = 20.0         # a browser agent who vanishes mid-call has this long to come back
+    desk_heartbeat_s: float = 10.0     # the desk socket's ping period (3 missed: gone)
     keywords: Path | None = None       # keyword rules (YAML); None: config/keywords.yaml beside the config
     scorecards: Path | None = None     # QA scorecards (YAML); None: config/scorecards.yaml beside the config
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -60,6 +62,7 @@ _KNOWN = {
     "asr": {"engine", "vosk_model"},
     "acd": {"hold_music", "callback_attempts", "callback_retry_s"},
     "trunk": {"uri", "allow", "from_uri"},
+    "desk": {"grace_s", "heartbeat_s"},
     "recordings": {"retention_days", "retention"},
     "transcription": {"enabled", "workers", "keywords", "scorecards"},
     "log": {"level"},
@@ -114,6 +117,7 @@ def load_settings(config: Path | None) -> Settings:
     prompts, logt, asr = data.get("prompts", {}), data.get("log", {}), data.get("asr", {})
     acd, trunk = data.get("acd", {}), data.get("trunk", {})
     recs, tx = data.get("recordings", {}), data.get("transcription", {})
+    desk = data.get("desk", {})
 
     def path(table: str, key: str, raw: Any) -> Path:
         p = Path(os.path.expanduser(_typed(table, key, raw, str)))
@@ -208,7 +212,13 @@ def load_settings(config: Path | None) -> Settings:
     workers = _typed("transcription", "workers", tx.get("workers", 0), int)
     if keep < 0 or workers < 0:
         raise ConfigError("[recordings] retention_days and [transcription] workers must be >= 0")
+    grace = _typed("desk", "grace_s", desk.get("grace_s", 20), (int, float))
+    heartbeat = _typed("desk", "heartbeat_s", desk.get("heartbeat_s", 10), (int, float))
+    if grace < 0 or heartbeat <= 0:
+        raise ConfigError("[desk] grace_s must be >= 0 and heartbeat_s > 0")
     return Settings(
+        desk_grace_s=float(grace),
+        desk_heartbeat_s=float(heartbeat),
         hold_music=path("acd", "hold_music", acd["hold_music"]) if acd.get("hold_music") else DEFAULT_HOLD_MUSIC,
         callback_attempts=attempts,
         callback_retry_s=float(retry),

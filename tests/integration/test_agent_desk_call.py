@@ -1,0 +1,98 @@
+"""A browser agent takes a real call: the whole server, a pjsua2 caller, headless Chromium on /agent.
+
+The agent signs in on /login, goes available, the caller (tests/support/phone.py) dials the flow's
+queue, the page rings, the agent answers: the caller's 1000 Hz tone reaches the page (its WebRTC
+audio, analysed in the page) and the page's fake microphone (a 600 Hz WAV) reaches the caller. Then
+hold (the caller hears music, not the agent), resume, and the agent hangs up and wraps up.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.integration.test_acd_calls import AGENT_HZ, CALLER_HZ, QUEUE_FLOW, RATE, Caller, cli_ok, events, power
+from tests.support.audio import tone
+from tests.support.browser import chromium, missing, screenshot, wait_for
+from tests.support.server import ServerProcess
+from voice.audio import read_wav, write_wav
+
+pytestmark = pytest.mark.integration
+
+
+def attr(driver: object, selector: str, name: str) -> str:
+    return str(driver.execute_script(  # type: ignore[attr-defined]
+        "const e = document.querySelector(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;",
+        selector, name))
+
+
+def click(driver: object, element_id: str) -> None:
+    driver.execute_script("document.getElementById(arguments[0]).click()", element_id)  # type: ignore[attr-defined]
+
+
+def test_browser_agent_answers_a_call_and_both_directions_carry_audio(tmp_path: Path) -> None:
+    assert missing() is None, missing()
+    mic = tmp_path / "agent-mic.wav"
+    write_wav(mic, tone(AGENT_HZ, 30.0))
+    caller_tone = tmp_path / "caller-tone.wav"
+    write_wav(caller_tone, tone(CALLER_HZ, 1.0))
+    password = tmp_path / "password"
+    password.write_text("correct horse battery\n")
+    server = ServerProcess(tmp_path, QUEUE_FLOW)
+    cli_ok(server, "user", "add", "alice", "--role", "agent", "--password-file", str(password))
+    cli_ok(server, "agent", "add", "alice", "--uri", "desk", "--user", "alice", "--skills", "support:1",
+           "--wrap-up", "5")
+    cli_ok(server, "queue", "add", "support", "--announce-every", "0", "--ring-timeout", "20")
+    server.start()
+    try:
+        with chromium(fake_audio=mic) as driver:
+            driver.get(f"{server.http}/login?next=/agent")
+            driver.find_element("id", "name").send_keys("alice")
+            driver.find_element("id", "password").send_keys("correct horse battery")
+            click(driver, "submit")
+            wait_for(driver, lambda d: d.current_url.endswith("/agent"), 15, "the agent page")
+            wait_for(driver, lambda d: attr(d, "#conn", "data-status") == "connected", 15, "the desk socket")
+            click(driver, "btn-available")
+            wait_for(driver, lambda d: attr(d, "#acd-state", "data-state") == "available", 10, "available")
+            caller = Caller(server, tmp_path, "+15550700", "--play", str(caller_tone), "--hangup-after", "25")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") == "ringing", 20, "the call rings")
+            screenshot(driver, tmp_path / "ringing.png")
+            click(driver, "btn-answer")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") == "connected", 20, "connected")
+            # The caller's tone plays in the page.
+            heard = wait_for(driver, lambda d: (hz := d.execute_script("return window.__desk.rtc.peakHz()"))
+                             and abs(hz - CALLER_HZ) < 40 and hz, 15, "the caller's tone in the page")
+            screenshot(driver, tmp_path / "connected.png")
+            time.sleep(4)
+            click(driver, "btn-hold")
+            wait_for(driver, lambda d: attr(d, "#btn-hold", "aria-pressed") == "true", 10, "held")
+            time.sleep(4)
+            click(driver, "btn-hold")  # resume
+            wait_for(driver, lambda d: attr(d, "#btn-hold", "aria-pressed") == "false", 10, "resumed")
+            time.sleep(3)
+            click(driver, "btn-hangup")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") == "wrapup", 15, "wrap-up")
+            driver.execute_script("document.querySelector('[data-testid^=disp-]').click()")
+            driver.find_element("id", "wrap-note").send_keys("asked about a refund")
+            click(driver, "btn-wrap-done")
+            report = caller.report()
+            wrap = server.wait_for(lambda: server.query(
+                "SELECT wrap_up_disposition, wrap_up_note FROM calls WHERE wrap_up_at IS NOT NULL"), timeout=15)
+    finally:
+        server.stop()
+    assert abs(heard - CALLER_HZ) < 40
+    assert report["connected"], report
+    # The caller heard the page's microphone while connected, and hold music (not the agent) while held.
+    # Counted back from the hang-up: about 3 s resumed, 4 s (and a little) held, 4 s or more talking before.
+    pcm = read_wav(caller.heard).samples
+    talk = pcm[-int(10.5 * RATE): -int(8.5 * RATE)]
+    hold = pcm[-int(6.5 * RATE): -int(4.0 * RATE)]
+    assert power(talk, AGENT_HZ) > 1e8, power(talk, AGENT_HZ)
+    assert power(hold, AGENT_HZ) < power(talk, AGENT_HZ) / 100, (power(hold, AGENT_HZ), power(talk, AGENT_HZ))
+    assert np.abs(hold.astype(np.int32)).mean() > 100  # music, not silence
+    assert wrap[0][1] == "asked about a refund" and wrap[0][0]
+    assert [a for _, _, a, _ in events(server, "CONNECT")] == ["alice"]
+    assert events(server, "HOLD") and events(server, "UNHOLD")
