@@ -3,7 +3,8 @@
 The agent signs in on /login, goes available, the caller (tests/support/phone.py) dials the flow's
 queue, the page rings, the agent answers: the caller's 1000 Hz tone reaches the page (its WebRTC
 audio, analysed in the page) and the page's fake microphone (a 600 Hz WAV) reaches the caller. Then
-hold (the caller hears music, not the agent), resume, and the agent hangs up and wraps up.
+a supervisor in a second browser whispers (the agent hears the supervisor's 1300 Hz, the caller does
+not), hold (the caller hears music, not the agent), resume, and the agent hangs up and wraps up.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.support.server import ServerProcess
 from voice.audio import read_wav, write_wav
 
 pytestmark = pytest.mark.integration
+SUPERVISOR_HZ = 1300.0
 
 
 def attr(driver: object, selector: str, name: str) -> str:
@@ -39,10 +41,13 @@ def test_browser_agent_answers_a_call_and_both_directions_carry_audio(tmp_path: 
     write_wav(mic, tone(AGENT_HZ, 30.0))
     caller_tone = tmp_path / "caller-tone.wav"
     write_wav(caller_tone, tone(CALLER_HZ, 1.0))
+    sup_mic = tmp_path / "supervisor-mic.wav"
+    write_wav(sup_mic, tone(SUPERVISOR_HZ, 30.0, level=20000))  # louder than the caller: the page's peak
     password = tmp_path / "password"
     password.write_text("correct horse battery\n")
     server = ServerProcess(tmp_path, QUEUE_FLOW)
     cli_ok(server, "user", "add", "alice", "--role", "agent", "--password-file", str(password))
+    cli_ok(server, "user", "add", "sam", "--role", "supervisor", "--password-file", str(password))
     cli_ok(server, "agent", "add", "alice", "--uri", "desk", "--user", "alice", "--skills", "support:1",
            "--wrap-up", "5")
     cli_ok(server, "queue", "add", "support", "--announce-every", "0", "--ring-timeout", "20")
@@ -66,7 +71,27 @@ def test_browser_agent_answers_a_call_and_both_directions_carry_audio(tmp_path: 
             heard = wait_for(driver, lambda d: (hz := d.execute_script("return window.__desk.rtc.peakHz()"))
                              and abs(hz - CALLER_HZ) < 40 and hz, 15, "the caller's tone in the page")
             screenshot(driver, tmp_path / "connected.png")
-            time.sleep(4)
+            call_id = server.wait_for(lambda: server.query("SELECT id FROM calls WHERE agent = 'alice'"))[0][0]
+            with chromium(fake_audio=sup_mic) as sup:
+                sup.get(f"{server.http}/login?next=/supervisor")
+                sup.find_element("id", "name").send_keys("sam")
+                sup.find_element("id", "password").send_keys("correct horse battery")
+                click(sup, "submit")
+                wait_for(sup, lambda d: d.current_url.endswith("/supervisor"), 15, "the supervisor page")
+                wait_for(sup, lambda d: d.find_element("css selector", f'[data-testid="whisper-{call_id}"]'), 20,
+                         "the call on the board")
+                sup.execute_script("arguments[0].click()",
+                                   sup.find_element("css selector", f'[data-testid="whisper-{call_id}"]'))
+                wait_for(sup, lambda d: attr(d, "#monitor", "data-mode") == "whisper", 15, "whispering")
+                # The agent hears the supervisor (louder than the caller: the page's loudest tone).
+                whispered = wait_for(driver, lambda d: (hz := d.execute_script("return window.__desk.rtc.peakHz()"))
+                                     and abs(hz - SUPERVISOR_HZ) < 40 and hz, 15, "the supervisor in the agent's ear")
+                screenshot(sup, tmp_path / "supervisor-whisper.png")
+                time.sleep(5)
+                sup.execute_script("arguments[0].click()",
+                                   sup.find_element("css selector", f'[data-testid="stop-{call_id}"]'))
+                wait_for(sup, lambda d: attr(d, "#monitor", "data-mode") in ("off", None, "None"), 10, "stopped")
+            time.sleep(1)
             click(driver, "btn-hold")
             wait_for(driver, lambda d: attr(d, "#btn-hold", "aria-pressed") == "true", 10, "held")
             time.sleep(4)
@@ -85,14 +110,18 @@ def test_browser_agent_answers_a_call_and_both_directions_carry_audio(tmp_path: 
         server.stop()
     assert abs(heard - CALLER_HZ) < 40
     assert report["connected"], report
-    # The caller heard the page's microphone while connected, and hold music (not the agent) while held.
-    # Counted back from the hang-up: about 3 s resumed, 4 s (and a little) held, 4 s or more talking before.
+    assert abs(whispered - SUPERVISOR_HZ) < 40
+    # The caller heard the page's microphone while connected, never the supervisor, and hold music (not the
+    # agent) while held. Counted back from the hang-up: about 3 s resumed, 4 s (and a little) held, 1 s, then
+    # 5 s of whisper (the agent still talking to the caller).
     pcm = read_wav(caller.heard).samples
-    talk = pcm[-int(10.5 * RATE): -int(8.5 * RATE)]
     hold = pcm[-int(6.5 * RATE): -int(4.0 * RATE)]
+    talk = pcm[-int(12.5 * RATE): -int(9.5 * RATE)]  # during the whisper
     assert power(talk, AGENT_HZ) > 1e8, power(talk, AGENT_HZ)
+    assert power(pcm, SUPERVISOR_HZ) < power(pcm, AGENT_HZ) / 300, (power(pcm, SUPERVISOR_HZ), power(pcm, AGENT_HZ))
     assert power(hold, AGENT_HZ) < power(talk, AGENT_HZ) / 100, (power(hold, AGENT_HZ), power(talk, AGENT_HZ))
     assert np.abs(hold.astype(np.int32)).mean() > 100  # music, not silence
     assert wrap[0][1] == "asked about a refund" and wrap[0][0]
     assert [a for _, _, a, _ in events(server, "CONNECT")] == ["alice"]
     assert events(server, "HOLD") and events(server, "UNHOLD")
+    assert [d.get("mode") for *_, d in events(server, "MONITOR")][:1] == ["whisper"]
