@@ -91,6 +91,7 @@ class _Held:
     leg_end: LegEnd | None = None
     connected_at: float | None = None
     flow_done: bool = False                       # the flow heard "answered": it is over
+    routed: bool = True                           # the router knows the conversation (not after a hand-over)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +229,11 @@ class AcdService:
                 "ANNOUNCE", ref.call_id, queue=held.queue, position=position, text=text))
         await held.qc.start()
 
-    async def requeue(self, call_id: str, queue: str, *, front: bool = False, reason: str = "transfer") -> None:
-        """Take a connected caller from their agent back into ``queue`` (a blind transfer to a queue, or a
-        browser agent lost mid-call). ``front``: ahead of everyone (their old place and the top priority).
+    async def requeue(self, call_id: str, queue: str, *, front: bool = False, reason: str = "transfer",
+                      agent: str = "") -> None:
+        """Take a connected caller from their agent back into ``queue`` (a blind transfer to a queue or to an
+        agent, or a browser agent lost mid-call). ``front``: ahead of everyone (their old place and the top
+        priority); ``agent``: offered to that agent first if they are free (else whoever the queue picks).
         The agent goes to wrap-up; their leg ends. UnknownQueue for a queue that does not exist."""
         from .exceptions import UnknownQueue
 
@@ -243,13 +246,16 @@ class AcdService:
         now = self.clock()
         leg, held.leg = held.leg, None
         held.state = "waiting"
-        self._apply(self.router.completed(call_id, now, by="agent"))
+        if held.routed:
+            self._apply(self.router.completed(call_id, now, by="agent"))
+        held.routed = True
         leg.cancel()
         self.events.append_nowait("REQUEUE", call_id, queue=queue, agent=leg.agent, reason=reason, front=front,
                                   **{"from": held.queue})
         old = held.contact
         held.contact = replace(old, queue=queue, entered_at=old.entered_at if front else now,
-                               priority=100 if front else old.priority)
+                               priority=100 if front else old.priority,
+                               preferred_agent=agent or old.preferred_agent)
         held.queue = queue
         self.calls.update_nowait(call_id, queue=queue)
         self._apply(self.router.enqueue(held.contact, now))
@@ -286,7 +292,8 @@ class AcdService:
         if held.leg is not None:
             if held.state == "connected":  # the caller hung up first
                 held.state = "done"
-                self._apply(self.router.completed(call_id, now, by="caller"))
+                if held.routed:
+                    self._apply(self.router.completed(call_id, now, by="caller"))
                 held.leg.cancel()
             with contextlib.suppress(TimeoutError):  # its recording is final once the leg has ended
                 await asyncio.wait_for(held.leg.done.wait(), LEG_END_WAIT_S)
@@ -560,6 +567,31 @@ class AcdService:
             return None
         return ConnectedCall(call_id, held.ref.handle, held.leg.agent, held.leg.handle, held.queue, held.contact,
                              held.variables, held.connected_at or 0.0)
+
+    def hand_over(self, call_id: str, leg: AgentLeg) -> Callable[[AgentLeg, LegEnd], None]:
+        """An attended transfer completed: the caller now talks to ``leg`` (the consulted party, already
+        bridged by the desk). The first agent's leg ends and they go to wrap-up; the caller's call ends when
+        ``leg`` does (the returned function is that leg's end handler). The router no longer follows this
+        conversation: the consulted agent is not held reserved by it (docs/desk.md)."""
+        held = self._held.get(call_id)
+        if held is None or held.state != "connected" or held.leg is None:
+            raise UnknownAgent(f"call {call_id} is not connected to an agent")
+        old, held.leg, held.leg_end = held.leg, leg, None
+        if held.routed:
+            self._apply(self.router.completed(call_id, self.clock(), by="agent"))
+        held.routed = False
+        old.cancel()
+        self.calls.update_nowait(call_id, agent=leg.agent or old.agent)
+        return self._handed_leg_ended
+
+    def _handed_leg_ended(self, leg: AgentLeg, end: LegEnd) -> None:
+        held = self._held.get(leg.call_id)
+        if held is None or held.leg is not leg:
+            return
+        held.leg_end = end
+        if held.state == "connected":  # the transfer target hung up: the caller's call ends too
+            held.state = "done"
+            self._spawn(self._hangup(held.ref.handle), f"hangup-{leg.call_id[:8]}")
 
     def calls_of(self, agent_id: str) -> list[ConnectedCall]:
         return [c for cid in list(self._held) if (c := self.connected_call(cid)) is not None and c.agent == agent_id]

@@ -331,6 +331,12 @@ def build_router(ctx: ApiContext) -> APIRouter:
                 "contact": "", "live": False}
 
     # -- queues ----------------------------------------------------------------------------------------
+    @router.get("/api/directory", tags=["agents"])
+    async def directory(_: Annotated[User, Depends(desk)]) -> dict[str, Any]:
+        """Where an agent may transfer a call: the queues' names and the agents' ids and names (no URIs)."""
+        return {"queues": [q.spec.name for q in await queues.all()],
+                "agents": [{"id": a.spec.id, "name": a.spec.name, "team": a.spec.team} for a in await agents.all()]}
+
     @router.get("/api/queues", response_model=list[QueueOut], tags=["queues"])
     async def list_queues(_: Annotated[User, Depends(supervisors)]) -> list[QueueOut]:
         return [queue_out(q) for q in await queues.all()]

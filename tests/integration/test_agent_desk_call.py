@@ -125,3 +125,61 @@ def test_browser_agent_answers_a_call_and_both_directions_carry_audio(tmp_path: 
     assert [a for _, _, a, _ in events(server, "CONNECT")] == ["alice"]
     assert events(server, "HOLD") and events(server, "UNHOLD")
     assert [d.get("mode") for *_, d in events(server, "MONITOR")][:1] == ["whisper"]
+
+
+def test_browser_agent_transfers_the_caller_to_a_queue(tmp_path: Path) -> None:
+    from tests.integration.test_acd_calls import AgentPhone
+
+    assert missing() is None, missing()
+    backup_hz = 450.0
+    mic, caller_tone, backup_tone = tmp_path / "mic.wav", tmp_path / "caller.wav", tmp_path / "backup.wav"
+    write_wav(mic, tone(AGENT_HZ, 30.0))
+    write_wav(caller_tone, tone(CALLER_HZ, 1.0))
+    write_wav(backup_tone, tone(backup_hz, 1.0))
+    password = tmp_path / "password"
+    password.write_text("correct horse battery\n")
+    server = ServerProcess(tmp_path, QUEUE_FLOW)
+    bob = AgentPhone(tmp_path, "bob", "--answer-after", "0.3", "--play", str(backup_tone))
+    cli_ok(server, "user", "add", "alice", "--role", "agent", "--password-file", str(password))
+    cli_ok(server, "agent", "add", "alice", "--uri", "desk", "--user", "alice", "--skills", "support:1")
+    cli_ok(server, "agent", "add", "bob", "--uri", bob.uri, "--skills", "backup:1")
+    cli_ok(server, "agent", "login", "bob")
+    cli_ok(server, "queue", "add", "support", "--skills", "support:1", "--announce-every", "0")
+    cli_ok(server, "queue", "add", "backup", "--skills", "backup:1", "--announce-every", "0")
+    server.start()
+    try:
+        with chromium(fake_audio=mic) as driver:
+            driver.get(f"{server.http}/login?next=/agent")
+            driver.find_element("id", "name").send_keys("alice")
+            driver.find_element("id", "password").send_keys("correct horse battery")
+            click(driver, "submit")
+            wait_for(driver, lambda d: attr(d, "#conn", "data-status") == "connected", 20, "the desk socket")
+            click(driver, "btn-available")
+            wait_for(driver, lambda d: attr(d, "#acd-state", "data-state") == "available", 10, "available")
+            caller = Caller(server, tmp_path, "+15550800", "--play", str(caller_tone), "--hangup-after", "14")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") == "ringing", 20, "the call rings")
+            click(driver, "btn-answer")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") == "connected", 20, "connected")
+            time.sleep(2)
+            click(driver, "btn-transfer")
+            wait_for(driver, lambda d: d.execute_script(
+                "return [...document.getElementById('xfer-queue').options].some(o => o.value === 'backup')"), 10,
+                "the queues in the transfer picker")
+            driver.execute_script("const s = document.getElementById('xfer-queue'); s.value = 'backup';"
+                                  "s.dispatchEvent(new Event('change'))")
+            click(driver, "btn-xfer-go")
+            wait_for(driver, lambda d: attr(d, "#call", "data-phase") in ("wrapup", "none"), 20, "the call left")
+            report = caller.report()
+            bob_calls = bob.wait_calls(1)
+    finally:
+        bob.stop()
+        server.stop()
+    assert report["connected"]
+    assert [a for _, _, a, _ in events(server, "CONNECT")] == ["alice", "bob"]
+    assert events(server, "REQUEUE")[0][1] == "backup"
+    # The caller ended up talking to bob: his tone in the caller's last seconds, the caller's in his recording.
+    pcm = read_wav(caller.heard).samples[-int(3 * RATE):]
+    assert power(pcm, backup_hz) > 1e8 and power(pcm, backup_hz) > 30 * power(pcm, AGENT_HZ)
+    bob_heard = read_wav(Path(bob_calls[0]["recording"])).samples[-int(3 * RATE):]
+    assert power(bob_heard, CALLER_HZ) > 1e8
+    assert server.query("SELECT agent FROM calls")[0][0] == "bob"

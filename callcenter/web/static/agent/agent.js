@@ -347,10 +347,11 @@ document.addEventListener("keydown", (ev) => {
 // Transfer picker (blind or consult)
 async function loadDirectory() {
   if (S.directory && !S.directory.error) return;
-  const [queues, agents] = await Promise.allSettled([api("/api/queues"), api("/api/agents")]);
+  const [dir] = await Promise.allSettled([api("/api/directory")]);
+  const queues = dir, agents = dir;
   S.directory = {
-    queues: queues.status === "fulfilled" ? queues.value.map((q) => q.name) : null,
-    agents: agents.status === "fulfilled" ? agents.value.filter((a) => a.id !== S.agent) : null,
+    queues: dir.status === "fulfilled" ? dir.value.queues : null,
+    agents: dir.status === "fulfilled" ? dir.value.agents.filter((a) => a.id !== S.agent) : null,
   };
   const fill = (sel, items, empty) => {
     sel.innerHTML = "";
