@@ -30,7 +30,7 @@ from routing.config import agent_from_dict, format_skills, queue_from_dict
 from routing.exceptions import ConfigInvalid
 
 from .exceptions import AuthError, CallCenterError, ConfigError, UnknownAgent, UnknownQueue
-from .flow_cli import TOKEN_ENV, _detail, _err, _json, _read, _settings, _token, _trust_env, default_url
+from .flow_cli import TOKEN_ENV, _detail, _err, _json, _read, _token, _trust_env, find_server
 from .settings import check_data_dir
 from .storage.acd import (
     AgentRepo,
@@ -345,23 +345,12 @@ class DbBackend:
 
 def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
     """The server's API if one answers at ``--server`` (or the default address); else the data directory."""
-    settings = _settings(args)
-    url = (args.server or default_url(settings)).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"--server {url!r} is not an http:// or https:// URL (e.g. http://127.0.0.1:8080)")
-    try:
-        r = httpx.get(f"{url}/healthz", timeout=probe_timeout, trust_env=_trust_env(url))
-    except httpx.InvalidURL:
-        raise ConfigError(f"--server {url!r} is not a URL (e.g. http://127.0.0.1:8080)") from None
-    except httpx.TransportError as exc:
-        if args.server:
-            raise ConfigError(f"no server answers at {url} ({exc.__class__.__name__})") from None
+    settings, url, up = find_server(args, probe_timeout)
+    if not up:
         try:
             return DbBackend(settings.data_dir, f" (no server answers at {url})")
         except ConfigError as cexc:
             raise ConfigError(f"no server answers at {url}, and {cexc}") from None
-    if r.status_code != 200 or not isinstance(_json(r), dict) or _json(r).get("status") != "ok":
-        raise ConfigError(f"{url} answers, but not as a callcenter server (GET /healthz: {r.status_code})")
     token = _token(args)
     if token is None:
         raise AuthError(401, f"the server at {url} needs a token: --token-file FILE or {TOKEN_ENV}")

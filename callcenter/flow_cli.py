@@ -368,8 +368,9 @@ def _token(args: argparse.Namespace) -> str | None:
     return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
-def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
-    """The server's API if one answers at ``--server`` (or the default address); else the data directory."""
+def find_server(args: argparse.Namespace, probe_timeout: float = 2.0) -> tuple[Settings, str, bool]:
+    """(settings, the server's base URL, whether a callcenter server answers there). ``--server`` given and
+    not answering, a bad URL, or something else answering: ConfigError. (The flow, agent and queue commands.)"""
     settings = _settings(args)
     url = (args.server or default_url(settings)).rstrip("/")
     if not url.startswith(("http://", "https://")):
@@ -381,12 +382,20 @@ def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
     except httpx.TransportError as exc:
         if args.server:
             raise ConfigError(f"no server answers at {url} ({exc.__class__.__name__})") from None
+        return settings, url, False
+    if r.status_code != 200 or not isinstance(_json(r), dict) or _json(r).get("status") != "ok":
+        raise ConfigError(f"{url} answers, but not as a callcenter server (GET /healthz: {r.status_code})")
+    return settings, url, True
+
+
+def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
+    """The server's API if one answers at ``--server`` (or the default address); else the data directory."""
+    settings, url, up = find_server(args, probe_timeout)
+    if not up:
         try:
             return DbBackend(settings.data_dir, f" (no server answers at {url})", phrase_checker(settings))
         except ConfigError as cexc:
             raise ConfigError(f"no server answers at {url}, and {cexc}") from None
-    if r.status_code != 200 or not isinstance(_json(r), dict) or _json(r).get("status") != "ok":
-        raise ConfigError(f"{url} answers, but not as a callcenter server (GET /healthz: {r.status_code})")
     token = _token(args)
     if token is None:
         raise AuthError(401, f"the server at {url} needs an admin token: --token-file FILE or {TOKEN_ENV}")
