@@ -333,7 +333,6 @@ class CallService:
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
 
-
     def _pauses(self, call: _CallState) -> list[tuple[float, float]]:
         """The caller recording's pauses (sensitive input) in seconds from its start."""
         if call.control is None:
