@@ -135,6 +135,7 @@ class AcdService:
         self._applying = False
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._voicemails: dict[str, Any] = {}             # call id -> a queue_voicemail.QueueVoicemail
 
     # -- start and stop --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -263,6 +264,10 @@ class AcdService:
 
     def caller_event(self, call_id: str, event: EngineEvent) -> bool:
         """A waiting caller's playback ended or key was pressed: True if the ACD took it."""
+        vm = self._voicemails.get(call_id)
+        if vm is not None and isinstance(event, DtmfReceived):
+            vm.digit(event.digit)
+            return True
         held = self._held.get(call_id)
         if held is None or held.qc is None:
             return False
@@ -457,7 +462,22 @@ class AcdService:
         if e.target == "callback" and self.trunk.allowed(held.ref.caller_number):
             self._spawn(self.callbacks.overflow(held), f"overflow-cb-{e.contact[:8]}")
             return
-        held.ref.post(ivr_ev.QueueResult(now=now, outcome="overflowed"))  # (voicemail: the flow's `next`)
+        if e.target.startswith("voicemail:") and held.ref.control is not None:
+            from .queue_voicemail import QueueVoicemail
+
+            vm = QueueVoicemail(self.engine, self.prompts, handle=held.ref.handle, call_id=e.contact,
+                                mailbox=e.target.split(":", 1)[1], control=held.ref.control,
+                                language=held.ref.language)
+            self._voicemails[e.contact] = vm
+            self._spawn(self._leave_message(vm), f"voicemail-{e.contact[:8]}")
+            return
+        held.ref.post(ivr_ev.QueueResult(now=now, outcome="overflowed"))  # the flow's `next`
+
+    async def _leave_message(self, vm: Any) -> None:
+        try:
+            await vm.run()
+        finally:
+            self._voicemails.pop(vm.call_id, None)
 
     # -- legs ------------------------------------------------------------------------------------------------
     def _track(self, task: asyncio.Task[Any]) -> None:

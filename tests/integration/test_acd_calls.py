@@ -391,3 +391,26 @@ def test_caller_hanging_up_first_keeps_both_legs_recorded(tmp_path: Path, tones:
     assert abs(dominant(server.data_dir / row[0]) - AGENT_HZ) < 15
     assert {"caller", "agent", "stereo"} <= set(legs), legs
     assert len(events(server, "COMPLETECALLER")) == 1
+
+
+def test_max_wait_overflows_to_a_mailbox(tmp_path: Path, tones: tuple[Path, Path]) -> None:
+    caller_tone, _ = tones
+    server = ServerProcess(tmp_path, QUEUE_FLOW)
+    try:
+        cli_ok(server, "agent", "add", "away", "--uri", "sip:away@127.0.0.1:9", "--skills", "support:1")
+        cli_ok(server, "agent", "login", "away")
+        cli_ok(server, "agent", "pause", "away", "--reason", "meeting")
+        cli_ok(server, "queue", "add", "support", "--max-wait", "2", "--overflow", "voicemail:support",
+               "--announce-every", "0")
+        server.start()
+        report = Caller(server, tmp_path, "+15550950", "--play", str(caller_tone), "--dtmf", "#@16").report()
+        rows = server.wait_for(lambda: server.query("SELECT mailbox, seconds, caller_number, path FROM voicemails"))
+        disposition = server.wait_for(lambda: server.query("SELECT disposition FROM calls WHERE ended_at IS NOT NULL"))
+    finally:
+        server.stop()
+    assert report["connected"], report
+    mailbox, seconds, number, path = rows[0]
+    assert (mailbox, number) == ("support", "+15550950") and 1.0 < seconds < 10.0, rows
+    assert abs(dominant(server.data_dir / path) - CALLER_HZ) < 15  # the caller's message, not our prompts
+    assert disposition[0][0] == "completed"  # we said goodbye and hung up
+    assert events(server, "EXITWITHTIMEOUT")[0][3]["target"] == "voicemail:support"
