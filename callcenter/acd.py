@@ -307,8 +307,7 @@ class AcdService:
         return None
 
     def _staffed(self, spec: QueueSpec) -> bool:
-        agents = self.router.snapshot(self.clock()).get("queues", {}).get(spec.name, {}).get("agents", {})
-        return any(n for state, n in agents.items() if state != "logged_out")
+        return self.router.logged_in(spec.name) > 0
 
     def _callback_possible(self, held: _Held) -> bool:
         spec = self.queues.get(held.queue)

@@ -16,7 +16,6 @@ Exit codes: 0 done; 1 a CSV has bad lines (all printed as FILE:LINE: message); 2
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -40,7 +39,7 @@ from .storage.acd import (
     QueueRepo,
     requested_state,
 )
-from .storage.db import Database
+from .storage.db import Database, run_with_database
 
 T = TypeVar("T")
 Handler = Callable[[argparse.Namespace], int]
@@ -275,14 +274,7 @@ class DbBackend:
         pass
 
     def _run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
-        async def go() -> T:
-            db = await Database.open(self.data_dir)
-            try:
-                return await fn(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
+        return run_with_database(self.data_dir, fn)
 
     def get(self, what: str, key: str) -> dict[str, Any] | None:
         async def go(db: Database) -> dict[str, Any] | None:

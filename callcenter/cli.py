@@ -21,7 +21,7 @@ from . import acd_cli, flow_cli, models_cli, qa_report_cli, recordings_cli, repo
 from .exceptions import CallCenterError, ConfigError
 from .logs import setup_logging
 from .settings import Settings, check_data_dir, load_settings, with_overrides
-from .storage.db import Database
+from .storage.db import Database, run_with_database
 from .storage.repos import ROLES, CallRepo, UserRepo
 
 
@@ -104,18 +104,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-async def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[Any]]) -> Any:
-    db = await Database.open(check_data_dir(settings.data_dir))
-    try:
-        return await fn(db)
-    finally:
-        await db.close()
+def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[Any]]) -> Any:
+    return run_with_database(check_data_dir(settings.data_dir), fn)
 
 
 def _calls_list(args: argparse.Namespace) -> int:
-    rows: list[dict[str, Any]] = asyncio.run(
-        _with_db(_settings(args), lambda db: CallRepo(db).latest(max(1, args.limit)))
-    )
+    rows: list[dict[str, Any]] = _with_db(_settings(args), lambda db: CallRepo(db).latest(max(1, args.limit)))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -178,8 +172,7 @@ def _user_add(args: argparse.Namespace) -> int:
     hashed = hash_password(password) if password is not None else None
     token = secrets.token_urlsafe(32)
     try:
-        asyncio.run(_with_db(_settings(args),
-                             lambda db: UserRepo(db).add(args.name, args.role, token, password_hash=hashed)))
+        _with_db(_settings(args), lambda db: UserRepo(db).add(args.name, args.role, token, password_hash=hashed))
     except sqlite3.IntegrityError:
         print(f"callcenter: error: user {args.name!r} already exists", file=sys.stderr)
         return 2
@@ -191,11 +184,11 @@ def _user_passwd(args: argparse.Namespace) -> int:
     from .auth import hash_password
 
     settings = _settings(args)
-    if asyncio.run(_with_db(settings, lambda db: UserRepo(db).by_name(args.name))) is None:
+    if _with_db(settings, lambda db: UserRepo(db).by_name(args.name)) is None:
         print(f"callcenter: error: no user {args.name!r}", file=sys.stderr)
         return 2
     hashed = hash_password(_new_password(args, required=True) or "")
-    if asyncio.run(_with_db(settings, lambda db: UserRepo(db).set_password(args.name, hashed))) is None:
+    if _with_db(settings, lambda db: UserRepo(db).set_password(args.name, hashed)) is None:
         print(f"callcenter: error: no user {args.name!r}", file=sys.stderr)
         return 2
     print(f"password of {args.name} set; their page sessions are signed out", file=sys.stderr)
@@ -208,7 +201,7 @@ def _user_list(args: argparse.Namespace) -> int:
         set_at = await users.password_set_at()
         return [(u, set_at.get(u.id)) for u in await users.all()]
 
-    for u, set_at in asyncio.run(_with_db(_settings(args), listing)):
+    for u, set_at in _with_db(_settings(args), listing):
         print(f"{u.id}\t{u.name}\t{u.role}\t{'password set ' + set_at[:10] if set_at else 'token only'}")
     return 0
 

@@ -18,7 +18,6 @@ arguments, no such flow or number, no server and no data directory, a refused to
 from __future__ import annotations
 
 import argparse
-import asyncio
 import difflib
 import getpass
 import json
@@ -34,7 +33,7 @@ import httpx
 from .exceptions import AuthError, ConfigError
 from .recognizer import phrase_checker
 from .settings import Settings, check_data_dir, load_settings, with_overrides
-from .storage.db import Database
+from .storage.db import Database, run_with_database
 from .storage.flows import (
     ConflictError,
     FlowRepo,
@@ -290,14 +289,7 @@ class DbBackend:
         pass
 
     def _run(self, fn: Callable[[Database], Awaitable[T]]) -> T:
-        async def go() -> T:
-            db = await Database.open(self.data_dir)
-            try:
-                return await fn(db)
-            finally:
-                await db.close()
-
-        return asyncio.run(go())
+        return run_with_database(self.data_dir, fn)
 
     def deploy(self, text: str, file: str, number: str | None, comment: str, source_dir: str) -> dict[str, Any]:
         result = self._run(lambda db: FlowRepo(db, self.phrase_check).deploy(

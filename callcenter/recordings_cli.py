@@ -12,7 +12,6 @@ arguments, no data directory, a job that cannot be retried: only failed jobs can
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,7 +21,7 @@ from typing import TypeVar
 from recordings.retention import PurgeReport, purge
 
 from .settings import Settings, check_data_dir, load_settings, with_overrides
-from .storage.db import Database
+from .storage.db import Database, run_with_database
 from .storage.transcripts import JOB_STATES, Job, JobRepo, RecordingRepo
 
 T = TypeVar("T")
@@ -52,13 +51,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _with_db(settings: Settings, fn: Callable[[Database], Awaitable[T]]) -> T:
-    async def go() -> T:
-        db = await Database.open(check_data_dir(settings.data_dir))
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-    return asyncio.run(go())
+    return run_with_database(check_data_dir(settings.data_dir), fn)
 
 
 def purge_cmd(args: argparse.Namespace) -> int:

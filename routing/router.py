@@ -410,6 +410,11 @@ class Router(Lines, Dispatch):
         line = self._queues[w.queue]
         return estimated_wait(position, line.staffed(), line.handle_times, w.not_before, now)
 
+    def logged_in(self, queue: str) -> int:
+        """Agents logged in (on a break too) whose skills fit ``queue``: 0 for an unknown queue."""
+        line = self._queues.get(queue)
+        return 0 if line is None else sum(n for state, n in line.counts.items() if state != "logged_out")
+
     def agent_status(self, agent_id: str) -> dict[str, Any]:
         return self._agent(agent_id).status()
 

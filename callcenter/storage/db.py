@@ -38,12 +38,12 @@ import asyncio
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -338,3 +338,19 @@ class Database:
             else:
                 keep.append((target, fut))
         self._flushers = keep
+
+
+T = TypeVar("T")
+
+
+def run_with_database(data_dir: Path, fn: Callable[[Database], Awaitable[T]]) -> T:
+    """From synchronous code (the CLI): open the data directory's database, run ``fn`` on it, close it."""
+    async def go() -> T:
+        db = await Database.open(data_dir)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import wave
 from pathlib import Path
 
@@ -209,8 +208,6 @@ def test_analyze_without_spotting_results_and_a_missing_channel(tmp_path: Path) 
 PROMPT = Path("/usr/share/asterisk/sounds/en/conf-now-recording.wav")     # "The conference is now being recorded."
 
 
-@pytest.mark.skipif(importlib.util.find_spec("asr.spotting") is None or not PROMPT.exists(),
-                    reason="needs asr/spotting.py and asterisk-core-sounds-en-wav")
 def test_analyze_spots_rule_phrases_the_transcript_missed() -> None:
     rules = parse_rules("""rules:
   - {name: disclosure, speaker: agent, phrases: [now being recorded, this call may be recorded]}

@@ -492,7 +492,6 @@ async def test_a_failed_store_leaves_the_earlier_rows_whole(db: Database) -> Non
 PROMPT = Path("/usr/share/asterisk/sounds/en/agent-pass.wav")
 
 
-@pytest.mark.skipif(not PROMPT.exists(), reason="needs asterisk-core-sounds-en-wav (./run installs it)")
 async def test_pocketsphinx_end_to_end_through_the_pipeline(db: Database, tmp_path: Path) -> None:
     day = tmp_path / "recordings" / "2024" / "03" / "04"
     caller = day / "e2e.caller.wav"
