@@ -3,9 +3,10 @@
 One ``QueueCall`` per caller the ACD holds. It plays the queue's hold music (a WAV, or a folder
 of them in turn), and every ``announce_every_s`` stops the music for a moment to say the
 caller's position and estimated wait (asked of the router at that moment, so it is never stale)
-and, when a callback can be made, that pressing 1 keeps their place and hangs up. Announcements
-are skipped while an agent is being rung for the caller or once they are connected, so no
-announcement ever talks over an agent. The ACD decides; this object only plays.
+and, when a callback can be made, that pressing 1 keeps their place and hangs up; the music then
+resumes where it stopped, not from a track's intro. Announcements are skipped while an agent is
+being rung for the caller or once they are connected, so no announcement ever talks over an
+agent. The ACD decides; this object only plays.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class QueueCall:
         self.announcements = 0
         self._track = zlib.crc32(call_id.encode()) % len(music) if music else 0  # callers start at different tracks
         self._music_playback: int | None = None
+        self._resume_at = 0.0  # seconds into the current track: an announcement stopped it there
         self._announcement: int | None = None
         self._announce_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # music and announcements take turns
@@ -132,10 +134,12 @@ class QueueCall:
             return
         path = self.music[self._track % len(self.music)]
         self._track += 1
+        start, self._resume_at = self._resume_at, 0.0  # (an announcement stopped this track there)
         try:
             audio = await self.prompts.audio(path)  # (converted to the engine's format once, cached)
             # One file: loop it. Several: play each once and go on to the next when it ends.
-            self._music_playback = await self.engine.play(self.handle, str(audio), loop=len(self.music) == 1)
+            self._music_playback = await self.engine.play(self.handle, str(audio), loop=len(self.music) == 1,
+                                                          start_s=start)
         except (CallGone, EngineStopped):
             pass
         except Exception as exc:
@@ -173,8 +177,13 @@ class QueueCall:
                     continue
                 try:
                     if self._music_playback is not None:
+                        # The music resumes where it stops (Asterisk's default too), not from a
+                        # track's intro after every announcement.
                         playback, self._music_playback = self._music_playback, None
-                        await self.engine.stop_playback(self.handle, playback)
+                        at = await self.engine.playback_position(self.handle, playback)
+                        if await self.engine.stop_playback(self.handle, playback) and at:
+                            self._track -= 1  # the same track again, from there
+                            self._resume_at = at
                     self._announcement = await self.engine.play(self.handle, str(path))
                     self.announcements += 1
                     if self._on_announce is not None:

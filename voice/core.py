@@ -496,8 +496,11 @@ class EngineCore:
             code = 487  # a CANCEL (pjsua sends one, whatever the code): CallEnded says 487 Request Terminated
         self._end(call, code)
 
-    def play(self, cid: int, path: str, loop: bool = False) -> int:
-        return self.media.play(self.ports.member(cid), path, loop)
+    def play(self, cid: int, path: str, loop: bool = False, start_s: float = 0.0) -> int:
+        return self.media.play(self.ports.member(cid), path, loop, start_s)
+
+    def playback_position(self, cid: int, playback: int) -> float | None:
+        return self.media.position(self.ports.member(cid), playback)
 
     def dial(self, uri: str, from_uri: str, headers: dict[str, str],
              sink: Callable[[EngineEvent], None]) -> int:

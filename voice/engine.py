@@ -156,11 +156,17 @@ class Engine:
         else a BYE). A placed call not answered yet is CANCELled instead (CallEnded: 487)."""
         await self._submit(self._core.hangup, call, code)
 
-    async def play(self, call: int, path: str, *, loop: bool = False) -> int:
+    async def play(self, call: int, path: str, *, loop: bool = False, start_s: float = 0.0) -> int:
         """Play a WAV to the call; the playback's id. Exactly one ``PlaybackDone`` follows
         (none if the call ends first). ``loop``: over and over (hold music), with no deadline,
-        until ``stop_playback``."""
-        return await self._submit(self._core.play, call, path, loop)
+        until ``stop_playback``. ``start_s``: begin that far into the file (see
+        ``playback_position``), e.g. to resume music where an announcement stopped it."""
+        return await self._submit(self._core.play, call, path, loop, start_s)
+
+    async def playback_position(self, call: int, playback: int) -> float | None:
+        """Seconds into its file a playback has reached (within the current pass of a looping
+        one); None if it has ended. An ended call raises CallGone."""
+        return await self._submit(self._core.playback_position, call, playback)
 
     async def dial(self, uri: str, *, from_uri: str = "", headers: Mapping[str, str] | None = None,
                    sink: Callable[[EngineEvent], None]) -> int:

@@ -103,19 +103,24 @@ class CallMedia:
         return paths
 
     # -- playbacks ------------------------------------------------------------------------------
-    def play(self, call: Member, path: str, loop: bool = False) -> int:
+    def play(self, call: Member, path: str, loop: bool = False, start_s: float = 0.0) -> int:
         if not call.media_started:
             raise EngineError(f"call {call.cid} has no audio yet")
         playback = self._next_playback
         self._next_playback += 1
         player = Player(self._hooks, call.cid, playback, loop)
         player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        rate = player.getPortInfo().format.clockRate  # the file's own rate
+        total = player.getInfo().sizeSamples
+        skip = min(int(max(start_s, 0.0) * rate), max(total - 1, 0))
+        if skip:
+            player.setPos(skip)  # (resuming hold music where an announcement interrupted it)
         if call.audio is not None:
             player.startTransmit(call.audio)
         call.players[playback] = player
         if loop:
             return playback  # no deadline: it plays until stop_playback or the call's end
-        seconds = player.getInfo().sizeSamples / player.getPortInfo().format.clockRate  # the file's own rate
+        seconds = (total - skip) / rate
         deadline = time.monotonic() + seconds + EOF_SLACK_S
         heapq.heappush(self._deadlines, (deadline, call.cid, playback, call))
         return playback
@@ -136,6 +141,13 @@ class CallMedia:
             if playback in call.players and not call.ended:
                 log.debug("playback finished by its deadline", extra={"call": cid, "playback": playback})
                 self._done(call, playback)
+
+    def position(self, call: Member, playback: int) -> float | None:
+        """Seconds into the file a playback has reached (within the pass, when it loops); None if it ended."""
+        player = call.players.get(playback)
+        if player is None:
+            return None
+        return float(player.getPos()) / player.getPortInfo().format.clockRate
 
     def stop_playback(self, call: Member, playback: int) -> bool:
         """Stop a playback now (barge-in); False if it had already ended (its PlaybackDone is

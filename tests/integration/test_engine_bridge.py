@@ -393,3 +393,26 @@ async def test_loop_playback_plays_past_its_file_until_stopped(engine: Engine, i
     loud_s = float((env > 1000).sum()) * 0.01
     assert 2.3 < loud_s < 4.0, loud_s  # ~2.5 s of the first loop (six passes of 0.4 s) + ~0.5 s of the second
     assert power(pcm, AGENT_HZ) > 1e9
+
+
+async def test_playback_starts_part_way_and_reports_its_position(engine: Engine, incoming: Inbox,
+                                                                 tmp_path: Path) -> None:
+    """Hold music resumes where an announcement stopped it: ``start_s`` skips into the file,
+    ``playback_position`` says how far a playback has got, and the deadline counts only what is left."""
+    caller = await call_in(engine, incoming, tmp_path, hangup_after=20)
+    first, second = tone(CALLER_HZ, 2.0), tone(AGENT_HZ, 1.0)
+    path = tmp_path / "two_parts.wav"
+    write_wav(path, type(first)(np.concatenate([first.samples, second.samples]), first.rate))
+    playback = await engine.play(caller.call, str(path), start_s=2.0)  # the second part only
+    await asyncio.sleep(0.5)
+    at = await engine.playback_position(caller.call, playback)
+    assert at is not None and 2.2 < at < 2.95, at
+    done = await incoming.wait(PlaybackDone, caller.call, within=2.5)  # ~0.5 s left (+ the EOF slack)
+    assert done.playback == playback and not done.stopped
+    assert await engine.playback_position(caller.call, playback) is None  # ended
+    await engine.hangup(caller.call, 200)
+    await incoming.wait(CallEnded, caller.call)
+    await caller.report()
+    pcm = read_wav(caller.heard).samples
+    assert power(pcm, AGENT_HZ) > 1e9
+    assert power(pcm, CALLER_HZ) < power(pcm, AGENT_HZ) / 100  # the skipped part was never played
