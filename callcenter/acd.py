@@ -12,7 +12,9 @@ service carries its effects out and feeds it what happens:
 - either side hanging up -> ``Router.completed`` -> wrap-up; the other side is hung up;
 - "press 1" -> a callback request: a row in ``callbacks`` (a restart loses none) and the
   contact keeps its place; when an agent answers for it, the customer is dialled through the
-  trunk (callcenter/trunk.py: nothing dials out without one).
+  trunk (callcenter/trunk.py: nothing dials out without one);
+- a connected caller changing hands (a transfer back into a queue, an attended transfer, a lost
+  browser agent) is callcenter/acd_transfers.py.
 
 Every ``Log`` effect becomes a row of the events table, every state change an event on the live
 bus. One timer task calls ``Router.advance`` at the router's next deadline.
@@ -26,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -44,6 +46,7 @@ from voice.exceptions import CallGone, EngineError, EngineStopped
 from .acd_callbacks import Callbacks
 from .acd_control import StateAction
 from .acd_store import AcdStore
+from .acd_transfers import Transfers
 from .agent_leg import LegEnd, OutboundLeg
 from .exceptions import UnknownAgent
 from .queue_call import QueueCall, music_files
@@ -91,7 +94,8 @@ class _Held:
     leg_end: LegEnd | None = None
     connected_at: float | None = None
     flow_done: bool = False                       # the flow heard "answered": it is over
-    routed: bool = True                           # the router knows the conversation (not after a hand-over)
+    routed: bool = True                           # the router follows the conversation (not after a hand-over
+                                                  # to a number: callcenter/acd_transfers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,7 @@ class ConnectedCall:
     connected_at: float
 
 
-class AcdService:
+class AcdService(Transfers):
     def __init__(self, engine: Engine, store: AcdStore, events: EventRepo, calls: CallRepo, prompts: PromptCache,
                  data_dir: Path, *, hold_music: Path, trunk: Trunk, callback_attempts: int = 3,
                  callback_retry_s: float = 120.0, bus: Any = None, clock: Callable[[], float] = time.time) -> None:
@@ -136,6 +140,7 @@ class AcdService:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._voicemails: dict[str, Any] = {}             # call id -> a queue_voicemail.QueueVoicemail
+        self._engaged: dict[str, str] = {}                # consultation id -> the agent consulted (acd_transfers)
 
     # -- start and stop --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -168,7 +173,10 @@ class AcdService:
             deadline = self.router.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                # (asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that arrives
+                # as the wake-up does, and this loop would then never stop)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             self._wake.clear()
             self._apply(self.router.advance(self.clock()))
             self._wake.clear()  # (that wake-up was our own: the next deadline is read above anyway)
@@ -229,38 +237,6 @@ class AcdService:
             on_announce=lambda text, position: self.events.append_nowait(
                 "ANNOUNCE", ref.call_id, queue=held.queue, position=position, text=text))
         await held.qc.start()
-
-    async def requeue(self, call_id: str, queue: str, *, front: bool = False, reason: str = "transfer",
-                      agent: str = "") -> None:
-        """Take a connected caller from their agent back into ``queue`` (a blind transfer to a queue or to an
-        agent, or a browser agent lost mid-call). ``front``: ahead of everyone (their old place and the top
-        priority); ``agent``: offered to that agent first if they are free (else whoever the queue picks).
-        The agent goes to wrap-up; their leg ends. UnknownQueue for a queue that does not exist."""
-        from .exceptions import UnknownQueue
-
-        held = self._held.get(call_id)
-        spec = self.queues.get(queue)
-        if spec is None:
-            raise UnknownQueue(f"no queue {queue!r}")
-        if held is None or held.state != "connected" or held.leg is None:
-            raise UnknownAgent(f"call {call_id} is not connected to an agent")
-        now = self.clock()
-        leg, held.leg = held.leg, None
-        held.state = "waiting"
-        if held.routed:
-            self._apply(self.router.completed(call_id, now, by="agent"))
-        held.routed = True
-        leg.cancel()
-        self.events.append_nowait("REQUEUE", call_id, queue=queue, agent=leg.agent, reason=reason, front=front,
-                                  **{"from": held.queue})
-        old = held.contact
-        held.contact = replace(old, queue=queue, entered_at=old.entered_at if front else now,
-                               priority=100 if front else old.priority,
-                               preferred_agent=agent or old.preferred_agent)
-        held.queue = queue
-        self.calls.update_nowait(call_id, queue=queue)
-        self._apply(self.router.enqueue(held.contact, now))
-        await self._hold(held)
 
     def caller_event(self, call_id: str, event: EngineEvent) -> bool:
         """A waiting caller's playback ended or key was pressed: True if the ACD took it."""
@@ -515,17 +491,6 @@ class AcdService:
             return
         self.callbacks.agent_leg_ended(leg, end)
 
-    async def _requeue_lost(self, held: _Held) -> None:
-        spec = self.queues.get(held.queue)
-        target = held.queue
-        if spec is not None and spec.overflow.startswith("queue:"):
-            target = spec.overflow.split(":", 1)[1] if spec.overflow.split(":", 1)[1] in self.queues else held.queue
-        try:
-            await self.requeue(held.ref.call_id, target, front=target == held.queue, reason="agent_lost")
-        except Exception:
-            log.exception("could not requeue the caller of a lost agent", extra={"call_id": held.ref.call_id})
-            await self._hangup(held.ref.handle)
-
     async def _hangup(self, handle: int) -> None:
         with contextlib.suppress(CallGone, EngineStopped, EngineError):
             await self.engine.hangup(handle, 200)
@@ -586,31 +551,6 @@ class AcdService:
             return None
         return ConnectedCall(call_id, held.ref.handle, held.leg.agent, held.leg.handle, held.queue, held.contact,
                              held.variables, held.connected_at or 0.0)
-
-    def hand_over(self, call_id: str, leg: AgentLeg) -> Callable[[AgentLeg, LegEnd], None]:
-        """An attended transfer completed: the caller now talks to ``leg`` (the consulted party, already
-        bridged by the desk). The first agent's leg ends and they go to wrap-up; the caller's call ends when
-        ``leg`` does (the returned function is that leg's end handler). The router no longer follows this
-        conversation: the consulted agent is not held reserved by it (docs/desk.md)."""
-        held = self._held.get(call_id)
-        if held is None or held.state != "connected" or held.leg is None:
-            raise UnknownAgent(f"call {call_id} is not connected to an agent")
-        old, held.leg, held.leg_end = held.leg, leg, None
-        if held.routed:
-            self._apply(self.router.completed(call_id, self.clock(), by="agent"))
-        held.routed = False
-        old.cancel()
-        self.calls.update_nowait(call_id, agent=leg.agent or old.agent)
-        return self._handed_leg_ended
-
-    def _handed_leg_ended(self, leg: AgentLeg, end: LegEnd) -> None:
-        held = self._held.get(leg.call_id)
-        if held is None or held.leg is not leg:
-            return
-        held.leg_end = end
-        if held.state == "connected":  # the transfer target hung up: the caller's call ends too
-            held.state = "done"
-            self._spawn(self._hangup(held.ref.handle), f"hangup-{leg.call_id[:8]}")
 
     def calls_of(self, agent_id: str) -> list[ConnectedCall]:
         return [c for cid in list(self._held) if (c := self.connected_call(cid)) is not None and c.agent == agent_id]

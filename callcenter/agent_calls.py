@@ -422,6 +422,7 @@ class AgentCalls:
             return
         if ctl.consult is not None and not ctl.consult.completed:
             ctl.consult.leg.cancel()
+            self.consults._disengage(ctl.consult.engaged)   # (its end does too: idempotent)
         if ctl.playback is not None:
             self.spawn(self._stop_music(ctl), "hold-music-stop")
         for mon in list(ctl.monitors.values()):

@@ -8,8 +8,10 @@ is bridged to the target and the ACD is told that the call is the target's now
 for the target leg's end); ``cancel`` (or the target failing or hanging up): the consultation
 ends and the caller is bridged back to the agent.
 
-Gaps (docs/desk.md): an agent consulted is not reserved in the router while they talk, and a
-consultation rings for at most ``CONSULT_RING_S``.
+An agent consulted is on a call for the router from the moment their phone or desk rings
+(``AcdService.engage``): no caller is offered to them meanwhile; a consultation that ends without a
+transfer frees them (``disengage``, no wrap-up); a completed one makes the caller theirs, with the
+queue's wrap-up when it ends. A consultation rings for at most ``CONSULT_RING_S``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.driver import transfer_allowed
+from routing.exceptions import RoutingError
 from voice.exceptions import CallGone, EngineError, EngineStopped
 
 from . import desk_protocol as p
@@ -45,6 +48,7 @@ class Consult:
     completed: bool = False
     canceled: bool = False
     forward: Callable[[Any, LegEnd], None] | None = None   # after hand_over: the ACD's handler of the leg's end
+    engaged: str = ""                            # the consulted agent's engagement (the leg's reservation)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -57,8 +61,13 @@ class Consults:
         if ctl.consult is not None:
             raise p.DeskError("conflict", f"a consultation with {ctl.consult.target} is going on")
         leg = self._leg(ctl, target)
-        await self.calls.hold(ctl)
-        consult = Consult(target, leg)
+        engaged = self._engage(ctl, target, leg)
+        try:
+            await self.calls.hold(ctl)
+        except BaseException:
+            self._disengage(engaged)
+            raise
+        consult = Consult(target, leg, engaged=engaged)
         ctl.consult = consult
         self.calls._tasks.add(leg.start())
         consult.timer = asyncio.get_running_loop().call_later(CONSULT_RING_S, self._ring_timeout, consult)
@@ -109,6 +118,23 @@ class Consults:
                            agent=ctl.agent, data_dir=hub.data_dir, from_uri=from_uri, on_answered=answered,
                            on_ended=ended, record=False)
 
+    def _engage(self, ctl: CallCtl, target: str, leg: Any) -> str:
+        """A consulted agent is busy for the router while consulted; "" for a number or URI."""
+        kind, _, name = target.partition(":")
+        engage = getattr(self.calls.acd, "engage", None)
+        if kind != "agent" or engage is None:
+            return ""
+        try:
+            engage(name, leg.reservation, ctl.call_id)
+        except RoutingError as exc:        # taken by a caller (or paused) since the check above
+            raise p.DeskError("conflict", f"agent {name!r} cannot be consulted now: {exc}") from None
+        return str(leg.reservation)
+
+    def _disengage(self, key: str) -> None:
+        disengage = getattr(self.calls.acd, "disengage", None)
+        if key and disengage is not None:
+            disengage(key)
+
     def _ring_timeout(self, consult: Consult) -> None:
         consult.timer = None
         if not consult.answered and not consult.canceled:
@@ -148,6 +174,7 @@ class Consults:
         ctl.consult = None
         if consult.timer is not None:
             consult.timer.cancel()
+        self._disengage(consult.engaged)
         state: Literal["canceled", "failed"] = "canceled" if consult.answered else "failed"
         self.calls.event("CONSULTFAIL", ctl, target=consult.target, status=end.status, reason=end.reason)
         self.calls.send(ctl, p.TransferState(call_id=ctl.call_id, state=state, target=consult.target,
@@ -206,6 +233,7 @@ class Consults:
         if consult.timer is not None:
             consult.timer.cancel()
         consult.leg.cancel()
+        self._disengage(consult.engaged)
         if consult.answered and consult.leg.handle is not None:
             with contextlib.suppress(CallGone, EngineError, EngineStopped):
                 await self.calls.engine.unbridge(ctl.agent_handle, consult.leg.handle)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from .agents import AgentRec, check_agent, check_skills, meets
 from .effects import CancelOffer, Connect, Effect, Exit, Log, Offer, StateChanged
+from .engagements import Call, Engagements
 from .estimate import HANDLE_WINDOW, estimated_wait
 from .exceptions import (
     DuplicateContact,
@@ -42,20 +43,12 @@ Out = list[Effect]
 _AGENT_WENT = frozenset({"busy", "logged_out", "paused"})   # cancel reasons after which the contact waits again
 
 
-@dataclass(slots=True)
-class _Call:
-    agent: str
-    queue: str
-    entered_at: float
-    connected_at: float
-    callback: bool
-
-
-class Router(Lines, Dispatch):
+class Router(Lines, Dispatch, Engagements):
     """Agents, queues, waiting contacts and offers in memory (see the module docstring).
 
     The contact-side machinery (admission, escalation, max wait, heaps) is ``waiting.Lines``;
-    the pairing of agents and contacts is ``strategies.Dispatch``; this class holds the state,
+    the pairing of agents and contacts is ``strategies.Dispatch``; conversations it did not route
+    (consultations, transfers taken over) are ``engagements.Engagements``; this class holds the state,
     the public API, agent states and offers."""
 
     def __init__(self, *, rng: random.Random | None = None, handle_window: int = HANDLE_WINDOW) -> None:
@@ -65,7 +58,7 @@ class Router(Lines, Dispatch):
         self._queues: dict[str, QueueLine] = {}
         self._contacts: dict[str, Waiting] = {}
         self._res: dict[str, Reservation] = {}
-        self._calls: dict[str, _Call] = {}                 # contact -> the bridged call (until completed)
+        self._calls: dict[str, Call] = {}                 # contact -> the bridged call (until completed)
         self._free: dict[str, AgentRec] = {}               # every agent with capacity
         self._held: dict[str, dict[str, Waiting]] = {}     # preferred agent -> contacts kept for them
         self._widened: dict[str, dict[str, list[Entry]]] = {}   # added queue -> own queue -> heap
@@ -284,7 +277,7 @@ class Router(Lines, Dispatch):
         out.append(Log("CONNECT", now, w.id, w.queue, rec.id, {
             "holdtime": now - w.entered_at, "ring_s": now - res.offered_at, "callback": w.callback}))
         out.append(Connect(res.id, w.id, rec.id, w.queue, callback=w.callback))
-        self._calls[w.id] = _Call(rec.id, w.queue, w.entered_at, now, w.callback)
+        self._calls[w.id] = Call(rec.id, w.queue, w.entered_at, now, w.callback)
         if w.callback:
             self._queues[w.queue].leave(w)
             w.phase, w.version = "dialing", w.version + 1
@@ -313,16 +306,22 @@ class Router(Lines, Dispatch):
         if w is not None and w.phase == "dialing":
             raise InvalidTransition(f"callback {contact_id!r} was not answered: callback_answered or "
                                     "callback_failed first")
+        if call.kind == "engaged":
+            raise InvalidTransition(f"{contact_id!r} is an engagement: disengage it, or take_over first")
         del self._calls[contact_id]
         out: Out = []
         calltime = now - call.connected_at
-        out.append(Log("COMPLETECALLER" if by == "caller" else "COMPLETEAGENT", now, contact_id, call.queue,
-                       call.agent, {"holdtime": call.connected_at - call.entered_at, "calltime": calltime}))
         rec = self._agents[call.agent]
         wrap = self._wrap_s(rec, call.queue)
         line = self._queues.get(call.queue)
-        if line is not None:
-            line.handle_times.append(calltime + wrap)
+        if call.kind == "taken_over":   # the second part of a transferred call (routing/engagements.py)
+            out.append(Log("COMPLETETRANSFER", now, contact_id, call.queue, call.agent,
+                           {"by": by, "calltime": calltime}))
+        else:
+            out.append(Log("COMPLETECALLER" if by == "caller" else "COMPLETEAGENT", now, contact_id, call.queue,
+                           call.agent, {"holdtime": call.connected_at - call.entered_at, "calltime": calltime}))
+            if line is not None:
+                line.handle_times.append(calltime + wrap)
         self._start_wrap(rec, wrap, now, out)
         self._settle(now, out)
         return out

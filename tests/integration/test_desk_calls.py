@@ -9,6 +9,7 @@ a blind transfer back to a queue. DTMF and REFER need a SIP caller: here they on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -173,3 +174,80 @@ async def test_hold_mute_monitor_wrap_up_and_transfer_on_a_connected_call(env: E
 
 async def _events(e: Env, call_id: str) -> list[dict[str, Any]]:
     return await e.acd.events.for_call(call_id)
+
+
+async def test_attended_transfer_keeps_the_consulted_agent_busy_and_hands_the_caller_over(env: Env) -> None:  # noqa: F811
+    """alice consults bob (his desk rings; for the router he is on a call, so the next caller waits),
+    cancels, consults again and completes: the caller then talks to bob, whose hang-up ends the call
+    with the queue's accounting (ENGAGE, DISENGAGE, TAKEOVER, COMPLETETRANSFER)."""
+    bob_hz = SUP_HZ
+    caller = CallerPort(env.engine, await env.engine.open_port(label="caller"))
+    alice_peer, bob_peer = BrowserPeer(tone_hz=AGENT_HZ), BrowserPeer(tone_hz=bob_hz)
+    second = await env.engine.open_port(label="second caller")
+    clock = asyncio.create_task(env.acd.run(), name="acd-deadlines")   # (wrap-up ends on time)
+    try:
+        async with desk(env, "alice") as d, desk(env, "bob") as b:
+            await d.expect("welcome")
+            await b.expect("welcome")
+            call = await connect_call(env, d, caller, alice_peer)
+            await b.send("state", action="login")
+            await b.expect("agent_state", state="available")
+
+            async def consult() -> dict[str, Any]:
+                await d.send("consult", call_id=call, target="agent:bob")
+                await d.expect("transfer_state", call_id=call, state="consulting", reason="ringing")
+                offer = await b.expect("offer", call_id=call, within=5)
+                assert env.acd.agent_status("bob")["state"] == "on_call"   # busy for the router already
+                return offer
+
+            offer = await consult()
+            await d.send("cancel_transfer", call_id=call)
+            await d.expect("transfer_state", call_id=call, state="canceled")
+            await d.expect("held", call_id=call, held=False)
+            await b.expect("offer_canceled", within=5)
+            assert env.acd.agent_status("bob")["state"] == "available"      # no wrap-up after a consultation
+
+            offer = await consult()
+            await b.send("answer", offer=offer["offer"])
+            rtc = await b.expect("rtc_offer", call_id=call, within=10)
+            await b.send("rtc_answer", call_id=call, sdp=await bob_peer.answer(rtc["sdp"]))
+            await d.expect("transfer_state", call_id=call, state="consulting", reason="answered", within=10)
+            await bob_peer.connected()
+            await env.acd.calls.create("call-10", "", "+15550111", "100", "", "test")
+            await env.acd.enqueue(CallerRef("call-10", second, "+15550111", post=lambda _e: None),
+                                  act.Enqueue(queue="sales", skills={}, priority=0, variables={}))
+            ears = Ears(caller, alice_peer)
+            heard = await ears.listen()
+            assert share(heard["agent"], bob_hz) > 0.3                       # alice and bob talk
+            assert share(heard["caller"], bob_hz) < 0.05 and loud(heard["caller"])   # the caller hears music
+            assert env.acd.router.position("call-10") == 1                  # nobody free: both agents talk
+
+            await d.send("complete_transfer", call_id=call)
+            await d.expect("transfer_state", call_id=call, state="completed")
+            assert (await d.expect("call_ended", call_id=call))["by"] == "transfer"
+            heard = await Ears(caller, bob_peer).listen()
+            assert share(heard["caller"], bob_hz) > 0.5 and share(heard["agent"], CALLER_HZ) > 0.5
+            assert env.acd.agent_status("bob")["state"] == "on_call"
+            assert env.acd.agent_status("bob")["contact"] == call
+            # alice's wrap-up (2 s) ends and she, not bob, is offered the second caller
+            nxt = await d.expect("offer", call_id="call-10", within=6)
+            await d.send("reject", offer=nxt["offer"])
+            await b.send("hangup", call_id=call)
+            await b.expect("call_ended", call_id=call, within=5)
+    finally:
+        clock.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clock
+        await caller.stop()
+        await alice_peer.close()
+        await bob_peer.close()
+        await env.acd.caller_gone("call-9")
+        await env.acd.caller_gone("call-10")
+        await env.engine.close_port(caller.port)
+        await env.engine.close_port(second)
+    names = [e["event"] for e in await _events(env, "call-9")]
+    assert names.count("ENGAGE") == 2 and names.count("DISENGAGE") == 1, names
+    assert names.count("TAKEOVER") == 1 and names.count("COMPLETETRANSFER") == 1, names
+    assert names.count("COMPLETEAGENT") == 1, names                 # alice's part, counted once for the queue
+    taken = [e for e in await env.events("COMPLETETRANSFER")]
+    assert taken[0]["agent"] == "bob" and taken[0]["data"]["by"] == "agent"

@@ -3,7 +3,8 @@
 Agents log in and out, pause and resume, get reconfigured; contacts arrive (some VIP, some with a
 preferred agent or extra skills, some restored callbacks), abandon, ask for callbacks; offers are
 accepted, refused or time out; calls complete; callbacks are answered or fail; queues change
-strategy; time passes (firing escalations, max waits, wrap-up ends, preferred windows). After
+strategy; agents are consulted (engaged) and take transferred calls over; time passes (firing
+escalations, max waits, wrap-up ends, preferred windows). After
 every step, as a driver would see it from the effects alone:
 
 * no agent rings for more than max_offers contacts, or rings while on a call;
@@ -73,6 +74,11 @@ ops = st.one_of(
     st.tuples(st.just("cb_fail"), pick, st.one_of(st.none(), st.floats(0, 60))),
     st.tuples(st.just("set_agent"), st.integers(0, len(RECONFIGURED) - 1)),
     st.tuples(st.just("strategy"), st.sampled_from("acd"), st.sampled_from(STRATEGIES)),
+    st.tuples(st.just("engage"), agent_ix),
+    st.tuples(st.just("engage"), agent_ix),
+    st.tuples(st.just("disengage"), pick),
+    st.tuples(st.just("take_over"), pick, pick),
+    st.tuples(st.just("take_over"), pick, pick),
 )
 
 
@@ -90,6 +96,7 @@ class Driver:
         self.entered: list[str] = []
         self.calls: dict[str, str] = {}           # contact -> agent, bridged (callbacks once answered)
         self.dialing: dict[str, str] = {}         # callback contact -> agent dialling it
+        self.engaged: dict[str, str] = {}         # engagement key -> agent (a consultation)
         self.serial = 0
 
     def see(self, effects: list[Effect]) -> None:
@@ -120,6 +127,7 @@ class Driver:
         for agent, n in per_agent.items():
             assert n <= self.max_offers[agent], f"{agent} rings {n} times"
             assert agent not in self.calls.values() and agent not in self.dialing.values(), f"{agent} rings on a call"
+            assert agent not in self.engaged.values(), f"{agent} rings while consulted"
         per_contact = Counter(o.contact for rid, o in self.ringing.items() if rid not in self.rang_all)
         assert all(n == 1 for n in per_contact.values()), per_contact
 
@@ -175,6 +183,28 @@ class Driver:
                     else:
                         effects = h.do("callback_failed", cid, None if op[2] is None else h.now + op[2])
                         del self.dialing[cid]
+                    self.see(effects)
+            elif name == "engage":
+                self.serial += 1
+                key, agent = f"e{self.serial}", AGENTS[op[1]].id
+                effects = h.do("engage", agent, key, "a")
+                self.engaged[key] = agent
+                self.see(effects)
+            elif name == "disengage":
+                if self.engaged:
+                    key = sorted(self.engaged)[op[1] % len(self.engaged)]
+                    effects = h.do("disengage", key)
+                    del self.engaged[key]
+                    self.see(effects)
+            elif name == "take_over":             # an attended transfer completes: the first agent's call ends
+                if self.engaged and self.calls:
+                    key = sorted(self.engaged)[op[1] % len(self.engaged)]
+                    cid = sorted(self.calls)[op[2] % len(self.calls)]
+                    effects = h.do("completed", cid, "agent")
+                    del self.calls[cid]
+                    self.see(effects)
+                    effects = h.do("take_over", key, cid)
+                    self.calls[cid] = self.engaged.pop(key)
                     self.see(effects)
             elif name == "set_agent":
                 spec = RECONFIGURED[op[1]]
