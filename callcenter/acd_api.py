@@ -1,7 +1,8 @@
 """HTTP API of the ACD's configuration and agent states: /api/agents, /api/queues, /api/customers.
 
-Roles: adding, changing and deleting agents and queues is for admins; supervisors read them,
-change any agent's state and import customers. An agent (role ``agent``) reads and changes only
+Roles: adding, changing and deleting agents and queues is for admins (also the bulk upsert
+``POST /api/agents/import``, callcenter/agent_import.py); supervisors read them, change any agent's
+state and import customers. An agent (role ``agent``) reads and changes only
 their own agent (the one whose ``user`` is their user name) and looks customers up.
 
 A body that fails ``routing.config``'s checks is a 422 whose ``errors`` list every bad field
@@ -22,6 +23,8 @@ from starlette.convertors import StringConvertor, register_url_convertor
 from routing.exceptions import ConfigInvalid, RoutingError
 from routing.exceptions import UnknownAgent as RouterUnknownAgent
 
+from .agent_import import decode_csv
+from .agent_import import import_agents as import_agent_csv
 from .api import ApiContext, require
 from .exceptions import UnknownAgent, UnknownQueue
 from .storage.acd import (
@@ -200,6 +203,35 @@ class ImportOut(BaseModel):
     columns: list[str]
 
 
+class AgentImportOut(BaseModel):
+    added: list[str] = Field(description="The ids added, in file order")
+    changed: list[str]
+    unchanged: list[str] = Field(description="Rows that changed nothing (not written)")
+    skipped: int = Field(description="Bad rows left out (skip_bad)")
+    problems: list[str] = Field(description="FILE:LINE: agent ID: field: message of each row left out")
+    columns: list[str]
+
+
+async def _csv_body(request: Request) -> bytes:
+    """A CSV request body (text/csv, at most MAX_IMPORT_BYTES); 415 or 413 otherwise."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ("text/csv", "text/plain", "application/csv"):
+        raise HTTPException(415, f"send the CSV as text/csv (got {kind or 'no content type'!r})")
+    if int(request.headers.get("content-length") or 0) > MAX_IMPORT_BYTES:
+        raise HTTPException(413, f"the CSV is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB: split it")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_IMPORT_BYTES:
+            raise HTTPException(413, f"the CSV is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB: split it")
+    return bytes(raw)
+
+
+_CSV_IMPORT: dict[int | str, dict[str, Any]] = {
+    422: {"model": ConfigErrors, "description": "Bad lines; nothing was imported"},
+    413: {"description": "Larger than 32 MiB"}, 415: {"description": "Not text/csv"}}
+
+
 def _invalid(exc: ConfigInvalid | CsvInvalid) -> JSONResponse:
     return JSONResponse(status_code=422, content=ConfigErrors(detail=str(exc), errors=exc.problems).model_dump())
 
@@ -265,6 +297,27 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         await reload_agent(rec.spec.id)
         return agent_out(rec)
+
+    @router.post("/api/agents/import", response_model=AgentImportOut, tags=["agents"], responses=_CSV_IMPORT,
+                 openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
+                     "type": "string", "description": "id,name,team,uri,skills,wrap_up_s,max_offers,weight,order,user"
+                                                      " (id required; any order)"}}}}})
+    async def import_agents(
+        request: Request, _: Annotated[User, Depends(admin)],
+        skip_bad: Annotated[bool, Query(description="Import the good rows, report the bad ones")] = False,
+        file: Annotated[str, Query(max_length=500, description="The file name for error messages")] = "<csv>",
+    ) -> AgentImportOut | JSONResponse:
+        """Add or change many agents from a CSV body (``Content-Type: text/csv``), by id: a known id gets the
+        row's non-empty cells, the others stay. All or nothing unless ``skip_bad``; the live ACD reloads
+        every agent added or changed. Format: docs/agents.md."""
+        try:
+            report = await import_agent_csv(agents, decode_csv(await _csv_body(request), file), file=file,
+                                      skip_bad=skip_bad)
+        except CsvInvalid as exc:
+            return _invalid(exc)
+        for agent_id in (*report.added, *report.changed):
+            await reload_agent(agent_id)
+        return AgentImportOut(**report.to_json())
 
     @router.get("/api/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
     async def get_agent(agent_id: str, user: Annotated[User, Depends(desk)]) -> AgentOut:
@@ -385,24 +438,14 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/api/customers/import", response_model=ImportOut, tags=["customers"],
                  openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {
                      "type": "string", "description": "phone,name,vip_tier,language,last_agent,notes"}}}}},
-                 responses={422: {"model": ConfigErrors, "description": "Bad lines; nothing was imported"},
-                            413: {"description": "Larger than 32 MiB"}})
+                 responses=_CSV_IMPORT)
     async def import_customers(
         request: Request, _: Annotated[User, Depends(supervisors)],
         skip_bad: Annotated[bool, Query(description="Import the good lines, report the bad ones")] = False,
         file: Annotated[str, Query(max_length=500, description="The file name for error messages")] = "<csv>",
     ) -> ImportOut | JSONResponse:
         """Upsert customers from a CSV body (``Content-Type: text/csv``), by phone number."""
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in ("text/csv", "text/plain", "application/csv"):
-            raise HTTPException(415, f"send the CSV as text/csv (got {kind or 'no content type'!r})")
-        if int(request.headers.get("content-length") or 0) > MAX_IMPORT_BYTES:
-            raise HTTPException(413, f"the CSV is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB: split it")
-        raw = bytearray()
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_IMPORT_BYTES:
-                raise HTTPException(413, f"the CSV is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MiB: split it")
+        raw = await _csv_body(request)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

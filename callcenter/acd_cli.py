@@ -28,6 +28,7 @@ import httpx
 from routing.config import agent_from_dict, format_skills, queue_from_dict
 from routing.exceptions import ConfigInvalid
 
+from .agent_import import import_agents, read_csv_file
 from .exceptions import AuthError, CallCenterError, ConfigError, UnknownAgent, UnknownQueue
 from .flow_cli import TOKEN_ENV, _detail, _err, _json, _read, _token, _trust_env, find_server
 from .settings import check_data_dir
@@ -98,6 +99,10 @@ def add_agent_parsers(agent: argparse._SubParsersAction[argparse.ArgumentParser]
     s.add_argument("id")
     s.add_argument("--json", action="store_true")
     _cmd(agent, "remove", "delete an agent (the live ACD logs them out)", common).add_argument("id")
+    i = _cmd(agent, "import", "add or change many agents from a CSV (id,name,team,uri,skills,...)", common)
+    i.add_argument("file", type=Path)
+    i.add_argument("--skip-bad", action="store_true", help="import the good rows, report the bad ones")
+    i.add_argument("--json", action="store_true", help="print the result as JSON")
     for action in STATE_ACTIONS:
         p = _cmd(agent, action, f"{action} an agent", common)
         p.add_argument("id")
@@ -171,6 +176,7 @@ class Backend(Protocol):
     def set_state(self, agent_id: str, action: str, reason: str) -> dict[str, Any]: ...
     def status(self, agent_id: str) -> dict[str, Any] | None: ...
     def import_customers(self, text: str, file: str, skip_bad: bool) -> dict[str, Any]: ...
+    def import_agents(self, text: str, file: str, skip_bad: bool) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -260,6 +266,13 @@ class ApiBackend:
             headers={"Content-Type": "text/csv; charset=utf-8"})
         return out
 
+    def import_agents(self, text: str, file: str, skip_bad: bool) -> dict[str, Any]:
+        out: dict[str, Any] = self._call(
+            "POST", "/api/agents/import", what="csv", content=text.encode("utf-8"),
+            params={"skip_bad": "true" if skip_bad else "false", "file": file},
+            headers={"Content-Type": "text/csv; charset=utf-8"})
+        return out
+
 
 class DbBackend:
     """The same operations on the data directory's database (one short connection each)."""
@@ -333,6 +346,9 @@ class DbBackend:
 
     def import_customers(self, text: str, file: str, skip_bad: bool) -> dict[str, Any]:
         return self._run(lambda db: CustomerRepo(db).import_csv(text, file=file, skip_bad=skip_bad)).to_json()
+
+    def import_agents(self, text: str, file: str, skip_bad: bool) -> dict[str, Any]:
+        return self._run(lambda db: import_agents(AgentRepo(db), text, file=file, skip_bad=skip_bad)).to_json()
 
 
 def connect(args: argparse.Namespace, probe_timeout: float = 2.0) -> Backend:
@@ -447,6 +463,19 @@ def _agent_show(backend: Backend, args: argparse.Namespace) -> int:
 def _agent_remove(backend: Backend, args: argparse.Namespace) -> int:
     backend.remove_agent(args.id)
     print(f"agent {args.id} removed")
+    return 0
+
+
+def _agent_import(backend: Backend, args: argparse.Namespace) -> int:
+    out = backend.import_agents(read_csv_file(args.file), str(args.file), args.skip_bad)
+    for p in out["problems"]:
+        print(f"{p} (skipped)", file=sys.stderr)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    counts = f"added {len(out['added'])}, changed {len(out['changed'])}, unchanged {len(out['unchanged'])}"
+    later = "" if backend.live or not (out["added"] or out["changed"]) else " (the server applies it when it starts)"
+    print(f"{args.file}: {counts}, skipped {out['skipped']}{later}")
     return 0
 
 
@@ -568,6 +597,7 @@ AGENT_HANDLERS: dict[str, Handler] = {
     "list": _command(_agent_list),
     "show": _command(_agent_show),
     "remove": _command(_agent_remove),
+    "import": _command(_agent_import),
     **{action: _command(_state(action)) for action in STATE_ACTIONS},
 }
 QUEUE_HANDLERS: dict[str, Handler] = {
