@@ -11,6 +11,10 @@
 File work runs in worker threads, a few calls at a time, never on the event loop. Every failure is logged with
 the call id and the step, and never raised: the call is over, and what could be done is kept (a call whose mix
 failed still has its legs registered and its job queued; the worker then transcribes the legs).
+
+A call the previous run left open when it was killed is closed by crash recovery before the SIP port opens
+(callcenter/recovery.py); ``resume_recovered`` (once this object exists) gives each such call the same three
+steps from the legs recovery found, then writes a ``POSTCALL`` event, so the next start does not do it again.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from recordings import files as recfiles
 from recordings.repair import is_intact, repair_wav
 from recordings.stereo import mix
 
+from .recovery import POSTCALL, OwedCall, owed_post_call
 from .storage.db import Database
+from .storage.repos import EventRepo
 from .storage.transcripts import JobRepo, RecordingRepo
 
 log = logging.getLogger("callcenter.post_call")
@@ -70,8 +76,10 @@ class PostCall:
     def __init__(self, db: Database, data_dir: Path, *, on_enqueued: Callable[[], None] | None = None,
                  transcribe: bool = True,
                  concurrency: int = 2) -> None:
+        self.db = db
         self.recordings = RecordingRepo(db)
         self.jobs = JobRepo(db)
+        self.events = EventRepo(db)
         self.data_dir = data_dir
         self.on_enqueued = on_enqueued            # e.g. JobRunner.wake
         self.transcribe = transcribe              # ([transcription] enabled = false: rows and the mix only)
@@ -83,6 +91,34 @@ class PostCall:
         task = asyncio.create_task(self.call_finished(call_id, legs, queue), name=f"post-call-{call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def resume_recovered(self) -> int:
+        """Submit the post-call work owed to calls closed by crash recovery; returns how many (never raises).
+
+        Each is processed like ``submit`` (``close`` waits for it) and then marked with a POSTCALL event.
+        """
+        try:
+            owed = await owed_post_call(self.db)
+        except Exception:
+            log.exception("post-call: cannot list the calls recovered after a crash")
+            return 0
+        for call in owed:
+            task = asyncio.create_task(self._recovered(call), name=f"post-call-{call.call_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if owed:
+            log.warning("post-call: processing calls interrupted by a crash", extra={"count": len(owed)})
+        return len(owed)
+
+    async def _recovered(self, call: OwedCall) -> None:
+        legs = {leg: LegInfo(Path(v.path), v.offset_s, v.pauses) for leg, v in call.legs.items()}
+        ok = await self.call_finished(call.call_id, legs, call.queue)
+        try:  # (killed before this: the next start does it again; every step above is idempotent)
+            await self.events.append(POSTCALL, call.call_id, queue=call.queue, recovered=True, ok=ok,
+                                     legs=sorted(legs))
+        except Exception as exc:
+            log.error("post-call: could not mark a recovered call done",
+                      extra={"call_id": call.call_id, "error": repr(exc)})
 
     async def close(self) -> None:
         """Wait for every submitted call to be processed."""

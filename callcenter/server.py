@@ -190,6 +190,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     await acd.start()
     jobs = _job_runner(settings, db, data_dir) if settings.transcribe else None
     post_call = PostCall(db, data_dir, on_enqueued=jobs.wake if jobs else None, transcribe=jobs is not None)
+    await post_call.resume_recovered()  # the calls recover() closed above: legs, stereo mix, job
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
                           data_dir, options, acd=acd, post_call=post_call, bus=bus)
     ctx = ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active, db=db,

@@ -8,11 +8,11 @@ from .audio import active_seconds
 from .server import ServerProcess, run_phone
 
 
-def assert_healthy(server: ServerProcess, timeout: float = 30.0) -> None:
-    """Alive, a real call answered and heard, then no call up and no row open."""
+def assert_healthy(server: ServerProcess, timeout: float = 30.0, listen_s: float = 1.5) -> None:
+    """Alive, a real call answered and heard (within ``listen_s``), then no call up and no row open."""
     assert server.proc is not None and server.proc.poll() is None, server.log()[-3000:]
     heard = server.base / "check.wav"
-    report = run_phone(server.uri, "--hangup-after", "1.5", "--record", str(heard))
+    report = run_phone(server.uri, "--hangup-after", str(listen_s), "--record", str(heard))
     assert report["connected"] and report["media"], report
     assert active_seconds(read_wav(heard)) > 0.5, "the check call heard no prompt"
     token = server.token("admin")

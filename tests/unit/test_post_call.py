@@ -14,6 +14,7 @@ import pytest
 
 from callcenter.post_call import LegInfo, PostCall
 from callcenter.storage.db import Database
+from callcenter.storage.repos import EventRepo
 from callcenter.storage.transcripts import JobRepo, RecordingRepo
 
 
@@ -135,3 +136,33 @@ async def test_submit_runs_in_the_background_and_a_dead_database_is_only_logged(
         post.submit("c8", {"caller": LegInfo(caller)})
         await post.close()                       # the writes fail (database closed): logged, not raised
     assert any(getattr(r, "call_id", "") == "c8" for r in caplog.records)
+
+
+async def test_calls_recovered_after_a_crash_get_the_same_work_once(db: Database, tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """``resume_recovered`` works from the RECOVERED events callcenter/recovery.py writes (tests/unit/test_recovery.py
+    makes them from real crashed files); here: transcription off, a malformed event, a call already done."""
+    caller, agent = legs_of(tmp_path, "r1")
+    events = EventRepo(db)
+    rel = {leg: str(p.relative_to(tmp_path)) for leg, p in (("caller", caller), ("agent", agent))}
+    await events.append("RECOVERED", "r1", ended_at="2024-05-06T10:00:00.000+00:00",
+                        legs={"caller": {"path": rel["caller"], "offset_s": 0.0, "pauses": [[0.5, 1.0]]},
+                              "agent": {"path": rel["agent"], "offset_s": 1.5, "pauses": []}})
+    await events.append("RECOVERED", "r2", ended_at="x", legs={"caller": {"offset_s": 1}})   # no path
+    await events.append("RECOVERED", "r3", ended_at="x", legs={"caller": {"path": rel["caller"]}})
+    await events.append("POSTCALL", "r3", recovered=True, ok=True, legs=["caller"])          # done before
+    woken: list[int] = []
+    post = PostCall(db, tmp_path, on_enqueued=lambda: woken.append(1), transcribe=False)
+    with caplog.at_level(logging.ERROR, logger="callcenter.recovery"):
+        assert await post.resume_recovered() == 1
+    await post.close()
+    assert any(getattr(r, "call_id", "") == "r2" and "cannot be read" in r.message for r in caplog.records)
+    rows = await RecordingRepo(db).for_call("r1")
+    assert set(rows) == {"caller", "agent", "stereo"}
+    assert rows["caller"].pauses == ((0.5, 1.0),) and rows["agent"].offset_s == 1.5
+    assert rows["stereo"].seconds == pytest.approx(4.0) and rows["stereo"].pauses == ((0.5, 1.0),)
+    assert await RecordingRepo(db).for_call("r3") == {}
+    assert await JobRepo(db).list() == [] and woken == []                 # transcription is off: no job
+    done = [e for e in await events.for_call("r1") if e["event"] == "POSTCALL"]
+    assert [e["data"] for e in done] == [{"recovered": True, "ok": True, "legs": ["agent", "caller"]}]
+    assert await PostCall(db, tmp_path).resume_recovered() == 0          # the next start: nothing owed
