@@ -126,7 +126,7 @@ class OutboundLeg:
 
     async def _start_recording(self) -> None:
         try:
-            path = recfiles.leg_path(self.data_dir / "recordings", self.call_id, self.role if self.role == "agent"
+            path = recfiles.fresh_leg_path(self.data_dir / "recordings", self.call_id, self.role if self.role == "agent"
                                      else "callback", datetime.now(UTC))
             assert self.handle is not None
             await self.engine.record(self.handle, str(path))

@@ -100,7 +100,7 @@ class DeskLeg:
             raise EngineError(f"desk leg of {self.agent} is {self.state}: nothing to connect")
         port = self.handle
         if self._record and self.recording is None:
-            path = recfiles.leg_path(self.hub.data_dir / "recordings", self.call_id, "agent", datetime.now(UTC))
+            path = recfiles.fresh_leg_path(self.hub.data_dir / "recordings", self.call_id, "agent", datetime.now(UTC))
             try:
                 await self.hub.engine.record(port, str(path))
                 self.recording, self.recording_started = path, time.time()

@@ -29,6 +29,17 @@ def leg_path(root: Path, call_id: str, leg: str, when: datetime) -> Path:
     return path
 
 
+def fresh_leg_path(root: Path, call_id: str, leg: str, when: datetime) -> Path:
+    """``leg_path``, or ``<call id>.<leg>-2.wav``, ``-3``... if a recording of that leg is there already
+    (a caller transferred from one agent to another: each agent's leg is kept, never overwritten)."""
+    path = leg_path(root, call_id, leg, when)
+    n = 2
+    while path.exists():
+        path = path.with_name(f"{call_id}.{leg}-{n}.wav")
+        n += 1
+    return path
+
+
 def size(path: Path) -> int | None:
     """The file's size in bytes; None if it does not exist."""
     try:

@@ -60,6 +60,8 @@ def test_restart_closes_calls_left_open_by_a_crash(tmp_path: Path) -> None:
                              stderr=subprocess.DEVNULL)
     try:
         server.wait_for(lambda: server.get("/healthz").json()["active_calls"] == 1)
+        # (the call's row is written a moment after the call starts, group-committed: kill once it is in)
+        server.wait_for(lambda: server.query("SELECT count(*) FROM calls")[0][0] == 1)
         server.stop(signal.SIGKILL)
     finally:
         phone.kill()
