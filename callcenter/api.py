@@ -42,11 +42,14 @@ class ApiContext:
     acd: Any = None                           # callcenter.acd_control.AcdControl: the live ACD (None: not running)
     bus: Any = None                           # callcenter.live_events.EventBus: the live event stream
     auth: Any = None                          # callcenter.auth.Auth: sessions, sign-in limiter (made on first use)
+    sip_load: Callable[[], tuple[int, int]] | None = None   # (SIP calls up, max_calls) for /healthz
 
 
 class Health(BaseModel):
     status: str
-    active_calls: int
+    active_calls: int                       # callers' calls in progress (what the flows handle)
+    sip_calls: int | None = None            # every SIP call up: callers, agents' legs, callbacks, consultations
+    max_calls: int | None = None            # the engine's limit on sip_calls ([sip] max_calls)
 
 
 class CallOut(BaseModel):
@@ -169,7 +172,8 @@ def create_app(ctx: ApiContext, demo_crm: bool = False) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:
-        return Health(status="ok", active_calls=ctx.active_calls())
+        up, limit = ctx.sip_load() if ctx.sip_load is not None else (None, None)
+        return Health(status="ok", active_calls=ctx.active_calls(), sip_calls=up, max_calls=limit)
 
     @app.get("/api/calls", response_model=list[CallOut], tags=["calls"])
     async def list_calls(

@@ -194,6 +194,7 @@ async def _serve(settings: Settings, data_dir: Path, db: Database, default_flow:
     service = CallService(engine, calls, events, VoicemailRepo(db), directory, prompts, http_client, recognizer,
                           data_dir, options, acd=acd, post_call=post_call, bus=bus)
     ctx = ApiContext(calls=calls, users=users, data_dir=data_dir, active_calls=lambda: service.active, db=db,
+                     sip_load=lambda: (engine.calls_up, engine.config.max_calls),
                      flows=directory, phrase_check=phrase_checker(settings), acd=acd, bus=bus)
     hub = DeskHub(ctx, engine=engine, grace_s=settings.desk_grace_s, heartbeat_s=settings.desk_heartbeat_s,
                   transfer_allow=settings.transfer_allow, hold_music=settings.hold_music)

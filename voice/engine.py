@@ -156,6 +156,12 @@ class Engine:
         else a BYE). A placed call not answered yet is CANCELled instead (CallEnded: 487)."""
         await self._submit(self._core.hangup, call, code)
 
+    @property
+    def calls_up(self) -> int:
+        """SIP calls the engine holds now, both ways (callers, agents' legs, callbacks), against
+        ``config.max_calls``. (A length read of the engine thread's table: a snapshot, never a lock.)"""
+        return len(self._core.calls)
+
     async def play(self, call: int, path: str, *, loop: bool = False, start_s: float = 0.0) -> int:
         """Play a WAV to the call; the playback's id. Exactly one ``PlaybackDone`` follows
         (none if the call ends first). ``loop``: over and over (hold music), with no deadline,

@@ -383,7 +383,10 @@ def test_caller_hanging_up_first_keeps_both_legs_recorded(tmp_path: Path, tones:
         cli_ok(server, "agent", "login", "carol")
         cli_ok(server, "queue", "add", "support", "--announce-every", "0")
         server.start()
-        report = Caller(server, tmp_path, "+15550600", "--play", str(caller_tone), "--hangup-after", "5").report()
+        caller = Caller(server, tmp_path, "+15550600", "--play", str(caller_tone), "--hangup-after", "5")
+        # While they talk: one caller for the flows, two SIP calls for the engine (the caller, the agent's leg)
+        health = server.wait_for(lambda: (h := server.get("/healthz").json())["sip_calls"] == 2 and h)
+        report = caller.report()
         calls = agent.wait_calls(1)
         row = server.wait_for(lambda: server.query(
             "SELECT agent_recording_path, agent_recording_sha256, agent_recording_seconds, disposition FROM calls "
@@ -394,6 +397,7 @@ def test_caller_hanging_up_first_keeps_both_legs_recorded(tmp_path: Path, tones:
         agent.stop()
         server.stop()
     assert report["connected"] and calls[0]["answered_at"] is not None
+    assert health == {"status": "ok", "active_calls": 1, "sip_calls": 2, "max_calls": 512}, health
     assert row[3] == "caller_hangup" and row[2] > 1.0, row
     assert abs(dominant(server.data_dir / row[0]) - AGENT_HZ) < 15
     assert {"caller", "agent", "stereo"} <= set(legs), legs
