@@ -28,7 +28,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -80,6 +80,7 @@ class Departure:
 
     queue: str
     agent_leg: LegEnd | None
+    earlier: tuple[LegEnd, ...] = ()              # agents' legs before a transfer, recorded (recordings/segments.py)
 
 
 @dataclass
@@ -94,6 +95,7 @@ class _Held:
     leg_end: LegEnd | None = None
     connected_at: float | None = None
     flow_done: bool = False                       # the flow heard "answered": it is over
+    earlier: list[Any] = field(default_factory=list)   # agent legs the caller talked to before (transfers)
     routed: bool = True                           # the router follows the conversation (not after a hand-over
                                                   # to a number: callcenter/acd_transfers.py)
 
@@ -260,7 +262,19 @@ class AcdService(Transfers):
         held = self._held.pop(call_id, None)
         if held is None:
             return None
-        return Departure(held.queue, await self._caller_left(held, call_id))
+        last = await self._caller_left(held, call_id)
+        return Departure(held.queue, last, await self._earlier_legs(held))
+
+    async def _earlier_legs(self, held: _Held) -> tuple[LegEnd, ...]:
+        """The ends of the agents' legs before the last one that have a recording (a transferred caller)."""
+        out = []
+        for leg in held.earlier:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.done.wait(), LEG_END_WAIT_S)
+            end = getattr(leg, "end", None)
+            if end is not None and end.recording is not None:
+                out.append(end)
+        return tuple(out)
 
     async def _caller_left(self, held: _Held, call_id: str) -> LegEnd | None:
         if held.qc is not None:

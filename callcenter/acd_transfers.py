@@ -66,6 +66,7 @@ class Transfers:
             raise UnknownAgent(f"call {call_id} is not connected to an agent")
         now = self.clock()
         leg, held.leg = held.leg, None
+        held.earlier.append(leg)
         held.state = "waiting"
         if held.routed:
             self._apply(self.router.completed(call_id, now, by="agent"))
@@ -121,6 +122,7 @@ class Transfers:
             raise UnknownAgent(f"call {call_id} is not connected to an agent")
         now = self.clock()
         old, held.leg, held.leg_end = held.leg, leg, None
+        held.earlier.append(old)
         if held.routed:
             self._apply(self.router.completed(call_id, now, by="agent"))
         held.routed = False

@@ -124,10 +124,16 @@ class OutboundLeg:
                 self._end(event.status_code, event.reason, local=event.local_hangup, recording=recording)
                 return
 
-    async def _start_recording(self) -> None:
+    async def start_recording(self) -> None:
+        """Record the far end from now on, if not yet (a consultation, unrecorded, becoming the caller's
+        conversation when an attended transfer completes: its far end is the agent side, named so)."""
+        if self.recording is None and self.handle is not None and self.state == "answered":
+            await self._start_recording("agent")
+
+    async def _start_recording(self, name: str = "") -> None:
         try:
-            path = recfiles.fresh_leg_path(self.data_dir / "recordings", self.call_id, self.role if self.role == "agent"
-                                     else "callback", datetime.now(UTC))
+            path = recfiles.fresh_leg_path(self.data_dir / "recordings", self.call_id,
+                                           name or ("agent" if self.role == "agent" else "callback"), datetime.now(UTC))
             assert self.handle is not None
             await self.engine.record(self.handle, str(path))
         except (CallGone, EngineStopped):

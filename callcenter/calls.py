@@ -12,8 +12,9 @@ import logging
 import time
 import typing
 import uuid
+import wave
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from ivr.driver import FlowDriver, HttpClient
 from ivr.machine import FlowMachine
 from ivr.prompts import PromptCache
 from recordings import files as recfiles
+from recordings.segments import join
 from voice.engine import Engine
 from voice.events import (
     CallAnswered,
@@ -39,6 +41,7 @@ from voice.events import (
 from voice.exceptions import CallGone, EngineError, EngineStopped
 
 from .acd import AcdService
+from .agent_leg import LegEnd
 from .call_audio import CallAudio, Recognizer
 from .call_control import EngineCallControl
 from .flow_directory import FlowDirectory, Resolved
@@ -311,6 +314,8 @@ class CallService:
                               recording_seconds=round(done.seconds, 3))
             else:
                 fields["recording_path"] = None
+        if departure is not None and departure.earlier:  # a transferred caller: one agent channel of all
+            agent_leg = await self._agent_channel(call.id, departure.earlier, agent_leg)
         if agent_leg is not None and agent_leg.recording is not None:
             try:
                 done = await _finish_recording(agent_leg.recording)
@@ -332,6 +337,27 @@ class CallService:
             self.post_call.submit(call.id, legs, departure.queue if departure else "")
         log.info("call ended", extra={"call_id": call.id, "disposition": disposition,
                                       "cause": fields["hangup_cause"]})
+
+    async def _agent_channel(self, call_id: str, earlier: tuple[LegEnd, ...], last: LegEnd | None) -> LegEnd | None:
+        """The agents' legs of a transferred call joined on its timeline (recordings/segments.py) as the
+        call's agent leg; the AGENTLEGS event says where each one lies in it, and the per-agent files go
+        (the joined one holds them: retention then deletes one registered file, never an orphan). On
+        failure, the last leg alone (logged), and the files stay."""
+        ends = [*earlier, *([last] if last is not None and last.recording is not None else [])]
+        segments = [(e.recording, e.recording_offset_s) for e in ends if e.recording is not None]
+        if len(segments) == 1:
+            return ends[0]
+        out = segments[0][0].with_name(f"{call_id}.agents.wav")
+        try:
+            lengths = await asyncio.to_thread(_join_legs, segments, out)
+        except Exception as exc:
+            log.error("agent legs not joined", extra={"call_id": call_id, "error": repr(exc)})
+            return last
+        t0 = min(start for _, start in segments)
+        self.events.append_nowait("AGENTLEGS", call_id, path=str(out.relative_to(self.data_dir)), legs=[
+            {"offset_s": round(start - t0, 3), "seconds": round(seconds, 3)}
+            for (_, start), seconds in zip(segments, lengths, strict=True)])
+        return replace(ends[-1], recording=out, recording_offset_s=t0)
 
     def _pauses(self, call: _CallState) -> list[tuple[float, float]]:
         """The caller recording's pauses (sensitive input) in seconds from its start."""
@@ -380,3 +406,15 @@ class _CallState:
         self.early_digits: list[ivr_ev.Digit] = []
         self.recording: Path | None = None
         self.recording_started = 0.0          # epoch seconds
+
+
+def _join_legs(segments: list[tuple[Path, float]], out: Path) -> list[float]:
+    """Join (recordings/segments.py), then remove the per-agent files; each one's length in seconds."""
+    lengths = []
+    for path, _ in segments:
+        with wave.open(str(path), "rb") as w:
+            lengths.append(w.getnframes() / w.getframerate())
+    join(segments, out)
+    for path, _ in segments:
+        path.unlink(missing_ok=True)
+    return lengths

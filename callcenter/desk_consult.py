@@ -217,6 +217,9 @@ class Consults:
                 await engine.bridge(ctl.agent_handle, target)
             raise p.DeskError("failed", f"complete_transfer: {exc}") from None
         consult.completed, consult.forward = True, forward
+        start_recording = getattr(consult.leg, "start_recording", None)
+        if start_recording is not None:   # the consultation was not recorded; the conversation is
+            await start_recording()
         if callable(forward):
             self.handed[consult.leg] = forward
         ctl.consult, ctl.held = None, False

@@ -83,6 +83,7 @@ class DeskLeg:
         self._grace: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.done = asyncio.Event()
+        self.end: LegEnd | None = None       # how it ended (set before on_ended is called)
         hub.legs[reservation] = self
 
     # -- the ACD's side ------------------------------------------------------------------------------
@@ -99,17 +100,24 @@ class DeskLeg:
         if self.handle is None or self.state != "answered":
             raise EngineError(f"desk leg of {self.agent} is {self.state}: nothing to connect")
         port = self.handle
-        if self._record and self.recording is None:
-            path = recfiles.fresh_leg_path(self.hub.data_dir / "recordings", self.call_id, "agent", datetime.now(UTC))
-            try:
-                await self.hub.engine.record(port, str(path))
-                self.recording, self.recording_started = path, time.time()
-            except (EngineError, OSError) as exc:
-                log.error("desk leg recording failed to start", extra={"call_id": self.call_id, "error": str(exc)})
+        if self._record:
+            await self.start_recording()
         await self.hub.engine.bridge(caller_handle, port)
         self.caller_handle = caller_handle
         self.connected_at = time.time()
         self.hub.send_to_agent(self.agent, self.connected_message())
+
+    async def start_recording(self) -> None:
+        """Record the agent's side (the port's far end) from now on, if not yet: at the connect, or when
+        a consultation becomes the caller's conversation (an attended transfer completed)."""
+        if self.recording is not None or self.handle is None or self.state != "answered":
+            return
+        path = recfiles.fresh_leg_path(self.hub.data_dir / "recordings", self.call_id, "agent", datetime.now(UTC))
+        try:
+            await self.hub.engine.record(self.handle, str(path))
+            self.recording, self.recording_started = path, time.time()
+        except (CallGone, EngineStopped, EngineError, OSError) as exc:
+            log.error("desk leg recording failed to start", extra={"call_id": self.call_id, "error": str(exc)})
 
     def connected_message(self) -> p.Connected:
         return p.Connected(call_id=self.call_id, started_at=self.connected_at or self.answered_at or self.started_at,
@@ -269,6 +277,7 @@ class DeskLeg:
                                                            wrap_up_s=self.hub.wrap_up_s(self.agent, self.queue)))
         end = LegEnd(status, reason, answered, local, recording, self.recording_started or self.started_at,
                      **({"lost": True} if lost else {}))
+        self.end = end
         try:
             self._on_ended(self, end)
         except Exception:

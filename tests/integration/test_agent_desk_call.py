@@ -9,6 +9,7 @@ not), hold (the caller hears music, not the agent), resume, and the agent hangs 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -183,3 +184,18 @@ def test_browser_agent_transfers_the_caller_to_a_queue(tmp_path: Path) -> None:
     bob_heard = read_wav(Path(bob_calls[0]["recording"])).samples[-int(3 * RATE):]
     assert power(bob_heard, CALLER_HZ) > 1e8
     assert server.query("SELECT agent FROM calls")[0][0] == "bob"
+    # Both agents are on the call's one agent channel, alice's part then bob's, each at its place
+    [(path, seconds)] = server.query("SELECT agent_recording_path, agent_recording_seconds FROM calls")
+    assert path.endswith(".agents.wav"), path
+    [(data,)] = server.query("SELECT data FROM events WHERE event = 'AGENTLEGS'")
+    legs = json.loads(data)["legs"]
+    assert len(legs) == 2 and legs[0]["offset_s"] == 0 and legs[1]["offset_s"] > legs[0]["seconds"] - 0.1, legs
+    agents = read_wav(server.data_dir / path).samples
+    alice_part = agents[: int(legs[0]["seconds"] * RATE)]
+    bob_part = agents[int(legs[1]["offset_s"] * RATE):]
+    assert power(alice_part, AGENT_HZ) > 30 * power(alice_part, backup_hz), "alice's part"
+    assert power(bob_part, backup_hz) > 30 * power(bob_part, AGENT_HZ), "bob's part"
+    assert abs(seconds - (legs[1]["offset_s"] + legs[1]["seconds"])) < 0.05
+    assert not list(server.data_dir.rglob("*.agent-2.wav"))      # the per-agent files were joined, not left over
+    registered = dict(server.wait_for(lambda: server.query("SELECT leg, path FROM recordings")))
+    assert registered["agent"] == path and "stereo" in registered

@@ -20,6 +20,7 @@ from ivr import actions as act
 from routing.model import QueueSpec
 from tests.integration.test_desk_ws import CallerPort, Desk, Env, desk, env  # noqa: F401 (the fixture)
 from tests.support.rtc_client import BrowserPeer
+from voice.audio import read_wav
 
 CALLER_HZ, AGENT_HZ, SUP_HZ = 500.0, 1300.0, 2000.0
 LISTEN_S = 0.8
@@ -241,7 +242,7 @@ async def test_attended_transfer_keeps_the_consulted_agent_busy_and_hands_the_ca
         await caller.stop()
         await alice_peer.close()
         await bob_peer.close()
-        await env.acd.caller_gone("call-9")
+        departure = await env.acd.caller_gone("call-9")
         await env.acd.caller_gone("call-10")
         await env.engine.close_port(caller.port)
         await env.engine.close_port(second)
@@ -251,3 +252,11 @@ async def test_attended_transfer_keeps_the_consulted_agent_busy_and_hands_the_ca
     assert names.count("COMPLETEAGENT") == 1, names                 # alice's part, counted once for the queue
     taken = [e for e in await env.events("COMPLETETRANSFER")]
     assert taken[0]["agent"] == "bob" and taken[0]["data"]["by"] == "agent"
+    # Both agents' parts with the caller are recorded: alice's leg, then bob's from the transfer on (his
+    # consultation with alice is not part of the caller's conversation)
+    assert departure is not None and len(departure.earlier) == 1 and departure.agent_leg is not None
+    alice_rec, bob_rec = departure.earlier[0].recording, departure.agent_leg.recording
+    assert alice_rec is not None and bob_rec is not None and alice_rec != bob_rec
+    assert bob_rec.name == "call-9.agent-2.wav" and departure.agent_leg.recording_offset_s > \
+        departure.earlier[0].recording_offset_s
+    assert share(read_wav(alice_rec).samples, AGENT_HZ) > 0.3 and share(read_wav(bob_rec).samples, bob_hz) > 0.3

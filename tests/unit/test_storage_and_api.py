@@ -86,7 +86,8 @@ async def test_api_auth_in_process(db: Database, tmp_path: Path) -> None:
     await calls.update("c1", recording_path="recordings/c1.wav", ended_at="2026-01-01T00:00:00+00:00")
     app = create_app(ApiContext(calls=calls, users=users, data_dir=tmp_path.resolve(), active_calls=lambda: 7))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-        assert (await client.get("/healthz")).json() == {"status": "ok", "active_calls": 7, "sip_calls": None, "max_calls": None}
+        assert (await client.get("/healthz")).json() == {"status": "ok", "active_calls": 7, "sip_calls": None,
+                                                         "max_calls": None}
         assert (await client.get("/api/calls")).status_code == 401
         assert (await client.get("/api/calls", headers={"Authorization": "Basic abc"})).status_code == 401
         h_agent = {"Authorization": "Bearer tok-agent"}
