@@ -217,15 +217,15 @@ class Consults:
                 await engine.bridge(ctl.agent_handle, target)
             raise p.DeskError("failed", f"complete_transfer: {exc}") from None
         consult.completed, consult.forward = True, forward
-        start_recording = getattr(consult.leg, "start_recording", None)
-        if start_recording is not None:   # the consultation was not recorded; the conversation is
-            await start_recording()
         if callable(forward):
             self.handed[consult.leg] = forward
         ctl.consult, ctl.held = None, False
         self.calls.event("TRANSFER", ctl, target=consult.target, kind="attended")
         self.calls.send(ctl, p.TransferState(call_id=ctl.call_id, state="completed", target=consult.target))
         self.calls.call_gone(ctl.call_id)
+        start_recording = getattr(consult.leg, "start_recording", None)
+        if start_recording is not None:   # the consultation was not recorded; the caller's conversation is
+            await start_recording()       # (last: the leg's end, if it comes meanwhile, goes to the ACD)
 
     async def cancel(self, ctl: CallCtl) -> None:
         consult = ctl.consult
