@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from routing.exceptions import RoutingError
 
 from .agent_leg import LegEnd
-from .exceptions import UnknownAgent
+from .exceptions import UnknownAgent, UnknownQueue
 
 if TYPE_CHECKING:
     from routing import effects as fx
@@ -56,8 +56,6 @@ class Transfers:
         agent, or a browser agent lost mid-call). ``front``: ahead of everyone (their old place and the top
         priority); ``agent``: offered to that agent first if they are free (else whoever the queue picks).
         The agent goes to wrap-up; their leg ends. UnknownQueue for a queue that does not exist."""
-        from .exceptions import UnknownQueue
-
         held = self._held.get(call_id)
         spec = self.queues.get(queue)
         if spec is None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import re
 from dataclasses import dataclass, field
@@ -256,24 +255,15 @@ class AgentCalls:
             raise p.DeskError("not_found", f"no agent {agent!r}")
         if acd.agent_status(agent).get("state") == "logged_out":
             raise p.DeskError("conflict", f"agent {agent!r} is logged out")
-        requeue = getattr(acd, "requeue", None)
-        if requeue is None or "agent" not in inspect.signature(requeue).parameters:
-            raise p.DeskError("unavailable", "transfer to an agent needs the ACD's requeue(..., agent=ID), "
-                                             "which this server lacks: transfer to their queue instead")
         await self._requeue(ctl, target, ctl.queue, front=True, agent=agent)
 
     async def _requeue(self, ctl: CallCtl, target: str, queue: str, *, front: bool, **extra: Any) -> None:
-        requeue = getattr(self.acd, "requeue", None)
-        if requeue is None:
-            raise p.DeskError("unavailable", "this server's ACD cannot re-queue a call")
         await self._stop_music(ctl)
         leg = self.hub.leg_by_call(ctl.agent, ctl.call_id)
         if leg is not None:
             leg.end_by = "transfer"
         try:
-            result = requeue(ctl.call_id, queue, front=front, **extra)
-            if inspect.isawaitable(result):
-                await result
+            await self.acd.requeue(ctl.call_id, queue, front=front, **extra)
         except Exception as exc:
             if leg is not None:
                 leg.end_by = ""
@@ -310,11 +300,6 @@ class AgentCalls:
         self.hub.log_event("WRAPUP", call_id=call_id, queue=row["queue"] or "", agent=row["agent"] or "",
                            disposition=disposition, note_chars=len(note), by=s.user.name)
         agent = row["agent"] or ""
-        end = getattr(self.hub.ctx.acd, "end_wrap_up", None)
-        if end is not None and agent == s.agent:
-            result = end(agent)
-            if inspect.isawaitable(result):
-                await result
         status = self.hub._status(agent) if agent else None
         if status is not None and s.agent == agent:
             from .desk import _agent_state

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import uuid
 from collections.abc import Callable
@@ -121,19 +120,17 @@ class Consults:
     def _engage(self, ctl: CallCtl, target: str, leg: Any) -> str:
         """A consulted agent is busy for the router while consulted; "" for a number or URI."""
         kind, _, name = target.partition(":")
-        engage = getattr(self.calls.acd, "engage", None)
-        if kind != "agent" or engage is None:
+        if kind != "agent":
             return ""
         try:
-            engage(name, leg.reservation, ctl.call_id)
+            self.calls.acd.engage(name, leg.reservation, ctl.call_id)
         except RoutingError as exc:        # taken by a caller (or paused) since the check above
             raise p.DeskError("conflict", f"agent {name!r} cannot be consulted now: {exc}") from None
         return str(leg.reservation)
 
     def _disengage(self, key: str) -> None:
-        disengage = getattr(self.calls.acd, "disengage", None)
-        if key and disengage is not None:
-            disengage(key)
+        if key:
+            self.calls.acd.disengage(key)
 
     def _ring_timeout(self, consult: Consult) -> None:
         consult.timer = None
@@ -193,10 +190,6 @@ class Consults:
             raise p.DeskError("conflict", "no consultation is going on")
         if not consult.answered or consult.leg.handle is None:
             raise p.DeskError("conflict", f"{consult.target} has not answered yet")
-        hand_over = getattr(self.calls.acd, "hand_over", None)
-        if hand_over is None:
-            raise p.DeskError("unavailable", "completing an attended transfer needs the ACD's hand_over, which "
-                                             "this server lacks: cancel_transfer brings the caller back")
         engine, target = self.calls.engine, consult.leg.handle
         await self.calls._stop_music(ctl)
         with contextlib.suppress(CallGone, EngineError, EngineStopped):
@@ -206,9 +199,7 @@ class Consults:
         if mine is not None:
             mine.end_by = "transfer"
         try:
-            forward = hand_over(ctl.call_id, consult.leg)
-            if inspect.isawaitable(forward):
-                forward = await forward
+            forward = self.calls.acd.hand_over(ctl.call_id, consult.leg)
         except Exception as exc:
             if mine is not None:
                 mine.end_by = ""
@@ -217,8 +208,7 @@ class Consults:
                 await engine.bridge(ctl.agent_handle, target)
             raise p.DeskError("failed", f"complete_transfer: {exc}") from None
         consult.completed, consult.forward = True, forward
-        if callable(forward):
-            self.handed[consult.leg] = forward
+        self.handed[consult.leg] = forward
         ctl.consult, ctl.held = None, False
         self.calls.event("TRANSFER", ctl, target=consult.target, kind="attended")
         self.calls.send(ctl, p.TransferState(call_id=ctl.call_id, state="completed", target=consult.target))

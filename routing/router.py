@@ -21,8 +21,9 @@ import random
 from dataclasses import replace
 from typing import Any
 
+from .agent_states import AgentStates
 from .agents import AgentRec, check_agent, check_skills, meets
-from .effects import CancelOffer, Connect, Effect, Exit, Log, Offer, StateChanged
+from .effects import CancelOffer, Connect, Effect, Exit, Log, Offer
 from .engagements import Call, Engagements
 from .estimate import HANDLE_WINDOW, estimated_wait
 from .exceptions import (
@@ -34,7 +35,7 @@ from .exceptions import (
     UnknownQueue,
     UnknownReservation,
 )
-from .model import AgentSpec, AgentState, Contact, QueueSpec
+from .model import AgentSpec, Contact, QueueSpec
 from .reservations import Reservation, Timers
 from .strategies import Dispatch, FreeIndex
 from .waiting import Entry, Lines, QueueLine, Waiting, check_queue
@@ -43,13 +44,14 @@ Out = list[Effect]
 _AGENT_WENT = frozenset({"busy", "logged_out", "paused"})   # cancel reasons after which the contact waits again
 
 
-class Router(Lines, Dispatch, Engagements):
+class Router(Lines, Dispatch, AgentStates, Engagements):
     """Agents, queues, waiting contacts and offers in memory (see the module docstring).
 
     The contact-side machinery (admission, escalation, max wait, heaps) is ``waiting.Lines``;
     the pairing of agents and contacts is ``strategies.Dispatch``; conversations it did not route
-    (consultations, transfers taken over) are ``engagements.Engagements``; this class holds the state,
-    the public API, agent states and offers."""
+    (consultations, transfers taken over) are ``engagements.Engagements``; agents' state changes
+    (free indexes, wrap-up, pending pauses and logouts) are ``agent_states.AgentStates``; this class
+    holds the state, the public API and offers."""
 
     def __init__(self, *, rng: random.Random | None = None, handle_window: int = HANDLE_WINDOW) -> None:
         self._rng = rng if rng is not None else random.Random()
@@ -472,97 +474,6 @@ class Router(Lines, Dispatch, Engagements):
         if line is not None and line.spec.wrap_up_s is not None:
             return line.spec.wrap_up_s
         return rec.spec.wrap_up_s
-
-    # -- agent state machinery --------------------------------------------------------------------
-    def _set_state(self, rec: AgentRec, state: AgentState, reason: str, now: float, out: Out) -> None:
-        previous = rec.state
-        if previous == state and rec.reason == reason:
-            return
-        for q in rec.queues:
-            counts = self._queues[q].counts
-            counts[previous] -= 1
-            counts[state] += 1
-        rec.state, rec.reason, rec.since = state, reason, now
-        out.append(StateChanged(rec.id, state, previous, reason, now))
-        out.append(Log("AGENTSTATE", now, agent=rec.id, data={"state": state, "previous": previous,
-                                                               "reason": reason}))
-        self._sync_free(rec)
-
-    def _sync_free(self, rec: AgentRec) -> None:
-        """List the agent in the free indexes iff they may take an offer."""
-        if rec.has_capacity() and self._agents.get(rec.id) is rec:
-            if not rec.free:
-                rec.free = True
-                rec.free_epoch += 1
-                self._free[rec.id] = rec
-                for q in rec.queues:
-                    self._queues[q].free.add(rec)
-        elif rec.free:
-            self._unfree(rec)
-
-    def _unfree(self, rec: AgentRec) -> None:
-        if rec.free:
-            rec.free = False
-            self._free.pop(rec.id, None)
-            for q in rec.queues:
-                self._queues[q].free.discard(rec)
-
-    def _logout_now(self, rec: AgentRec, now: float, out: Out) -> None:
-        out.append(Log("AGENTLOGOFF", now, agent=rec.id))
-        self._set_state(rec, "logged_out", "", now, out)
-        for w in list(self._held.get(rec.id, {}).values()):      # no longer worth waiting for
-            self._unhold(w)
-            w.phase = "waiting"
-            self._relist(w)
-            self._touch_contact(w)
-
-    def _delete_agent(self, rec: AgentRec) -> None:
-        self._unfree(rec)
-        for q in rec.queues:
-            self._queues[q].counts[rec.state] -= 1
-        del self._agents[rec.id]
-        self._touched_agents.pop(rec.id, None)
-
-    def _apply_pending(self, rec: AgentRec, now: float, out: Out) -> bool:
-        """The call (or the ringing) is over: carry out a pending pause or logout. Whether there was one."""
-        pending, reason = rec.pending, rec.pending_reason
-        if not pending:
-            return False
-        rec.pending = rec.pending_reason = ""
-        if pending == "break":
-            out.append(Log("PAUSE", now, agent=rec.id, data={"reason": reason, "auto": False}))
-            self._set_state(rec, "break", reason, now, out)
-        else:
-            self._logout_now(rec, now, out)
-            if pending == "removed":
-                self._delete_agent(rec)
-        return True
-
-    def _after_ringing(self, rec: AgentRec, now: float, out: Out, pause_reason: str | None = None) -> None:
-        """The agent's last offer is over without a call."""
-        if self._apply_pending(rec, now, out):
-            return
-        if pause_reason is not None:
-            out.append(Log("PAUSE", now, agent=rec.id, data={"reason": pause_reason, "auto": True}))
-            self._set_state(rec, "break", pause_reason, now, out)
-        else:
-            self._set_state(rec, "available", "", now, out)
-            self._touch_agent(rec)
-
-    def _start_wrap(self, rec: AgentRec, wrap: float, now: float, out: Out) -> None:
-        rec.idle_since = now
-        if wrap > 0:
-            rec.wrap_until = now + wrap
-            self._set_state(rec, "wrap_up", "", now, out)
-            self._timers.add(rec.wrap_until, "wrap", rec.id)
-        else:
-            self._end_wrap(rec, now, out)
-
-    def _end_wrap(self, rec: AgentRec, now: float, out: Out) -> None:
-        rec.wrap_until, rec.call, rec.call_queue = None, "", ""
-        if not self._apply_pending(rec, now, out):
-            self._set_state(rec, "available", "", now, out)
-            self._touch_agent(rec)
 
     # -- offers -----------------------------------------------------------------------------------
     def _make_offer(self, w: Waiting, rec: AgentRec, now: float, out: Out) -> None:

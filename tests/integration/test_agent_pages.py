@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from callcenter import auth_api, desk
+from callcenter import desk
 from callcenter.acd import AcdService
 from callcenter.acd_store import AcdStore
 from callcenter.api import ApiContext, create_app
@@ -37,6 +35,7 @@ from callcenter.trunk import Trunk
 from ivr.prompts import PromptCache
 from tests.support.browser import chromium, console, missing, screenshot, wait_for
 from tests.support.ports import free_port
+from tests.support.site import ThreadedSite
 from voice.config import EngineConfig
 from voice.engine import Engine
 
@@ -48,26 +47,13 @@ AGENTS = [("alice", "Alice Smith", "support:2,english:1"), ("bob", "Bob Jones", 
 QUEUES = [("support", "support:1"), ("sales", "sales:1")]
 
 
-class DeskSite:
+class DeskSite(ThreadedSite):
     """The app on a thread of this process: pages, sign-in, REST API, live events, the desk, the live ACD."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir, self.port = data_dir, free_port()
-        self.server: uvicorn.Server | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="desk-uvicorn")
+    label = "desk test server"
+    stop_wait_s = 20.0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start()/stop()
-            self.error = exc
-
-    async def _main(self) -> None:
+    async def serve(self) -> None:
         db = await Database.open(self.data_dir)
         bus = EventBus()
         acd_task: asyncio.Task[None] | None = None
@@ -87,15 +73,9 @@ class DeskSite:
             ctx = ApiContext(calls=calls, users=users, data_dir=self.data_dir, active_calls=lambda: 0, db=db,
                              acd=acd, bus=bus)
             app = create_app(ctx)
-            paths = {getattr(r, "path", "") for r in app.routes}
-            if "/api/session" not in paths:      # (until the server includes them itself)
-                app.include_router(auth_api.build_router(ctx))
-            if "/api/desk/ws" not in paths:
-                hub = desk.DeskHub(ctx)
-                app.include_router(desk.build_router(ctx, hub))
-            config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-            self.server = uvicorn.Server(config)
-            await self.server.serve()
+            hub = desk.DeskHub(ctx)
+            app.include_router(desk.build_router(ctx, hub))
+            await self.run_app(app)
         finally:
             if hub is not None:
                 await hub.close()
@@ -107,35 +87,17 @@ class DeskSite:
             await db.close()
 
     def start(self) -> DeskSite:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not (self.server and self.server.started):
-            if self.error or not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the desk test server did not start: {self.error!r}")
-            time.sleep(0.05)
+        super().start()
         try:
             for agent_id, name, skills in AGENTS:
-                body = {"id": agent_id, "name": name, "uri": "desk", "skills": skills, "user": agent_id, "wrap_up_s": 5}
-                r = httpx.post(self.url + "/api/agents", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
-                if r.status_code == 422 and "not a SIP URI" in r.text:
-                    # (routing.config does not know desk agents yet: no call rings them here, any URI will do)
-                    self.api("POST", "/api/agents", {**body, "uri": f"sip:{agent_id}@127.0.0.1:9"})
-                else:
-                    assert r.status_code == 201, r.text
+                self.api("POST", "/api/agents", {"id": agent_id, "name": name, "uri": "desk", "skills": skills,
+                                                 "user": agent_id, "wrap_up_s": 5})
             for queue, skills in QUEUES:
                 self.api("POST", "/api/queues", {"name": queue, "skills": skills})
         except BaseException:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.should_exit = True
-        self.thread.join(20)
-        assert not self.thread.is_alive(), "the desk test server did not stop"
-        if self.error:
-            raise self.error
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         r = httpx.request(method, self.url + path, json=body, headers={"Authorization": f"Bearer {ADMIN}"},

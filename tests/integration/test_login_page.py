@@ -8,9 +8,6 @@ and the rate limit after five failures. Screenshots go to /tmp/login-page-*.png.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,16 +15,14 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from callcenter import auth_api
 from callcenter.api import ApiContext
 from callcenter.auth import COOKIE, hash_password
 from callcenter.storage.db import Database
 from callcenter.storage.repos import CallRepo, UserRepo
 from tests.support.browser import chromium, console, missing, screenshot, wait_for
-from tests.support.ports import free_port
+from tests.support.site import ThreadedSite
 from tests.unit.test_qa_api import add_agent, add_call, add_recording, add_transcript, iso, qa_app, write_wav
 
 PASSWORD = "correct horse battery"
@@ -48,27 +43,16 @@ class SeenRequests:
         await self.app(scope, receive, send)
 
 
-class LoginServer:
-    """uvicorn serving the app (pages, QA routes, /api/session) on a thread of this process, its own loop."""
+class LoginServer(ThreadedSite):
+    """The app (pages, QA routes, /api/session) on a thread of this process, its own loop."""
+
+    label = "login test server"
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir, self.port = data_dir, free_port()
-        self.server: uvicorn.Server | None = None
+        super().__init__(data_dir)
         self.app: SeenRequests | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="login-uvicorn")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start()/stop()
-            self.error = exc
-
-    async def _main(self) -> None:
+    async def serve(self) -> None:
         db = await Database.open(self.data_dir)
         try:
             users = UserRepo(db)
@@ -81,32 +65,10 @@ class LoginServer:
             await add_recording(db, "call-1", "stereo", "recordings/call-1-stereo.wav", 4.0)
             await add_transcript(db, "call-1", [("customer", 0.5, 2.0, "hello there")], duration_s=4.0)
             ctx = ApiContext(calls=CallRepo(db), users=users, data_dir=self.data_dir, active_calls=lambda: 0)
-            app = qa_app(ctx)
-            if "/api/session" not in {getattr(r, "path", "") for r in app.routes}:
-                app.include_router(auth_api.build_router(ctx))
-            self.app = SeenRequests(app)
-            config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-            self.server = uvicorn.Server(config)
-            await self.server.serve()
+            self.app = SeenRequests(qa_app(ctx))
+            await self.run_app(self.app)
         finally:
             await db.close()
-
-    def start(self) -> LoginServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not (self.server and self.server.started):
-            if self.error or not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the login test server did not start: {self.error!r}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.should_exit = True
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "the login test server did not stop"
-        if self.error:
-            raise self.error
 
 
 @pytest.fixture

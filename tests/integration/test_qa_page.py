@@ -7,10 +7,7 @@ follow the audio. Screenshots go to /tmp/qa-page-*.png.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import threading
-import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +16,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from callcenter.api import ApiContext
 from callcenter.storage.db import Database
 from callcenter.storage.repos import CallRepo, UserRepo
 from tests.support.browser import chromium, console, missing, screenshot, wait_for
-from tests.support.ports import free_port
+from tests.support.site import ThreadedSite
 from tests.unit.test_qa_api import (
     add_agent,
     add_call,
@@ -114,53 +110,23 @@ async def seed_page(db: Database, data_dir: Path, tmp: Path) -> None:
         await add_hit(db, cid, "r", ["outage", "upsell", "payment"][i], "customer", 1.0, 2.0, text.split()[1])
 
 
-class QaServer:
-    """uvicorn serving the app with the QA routes on a thread of this process, with its own event loop."""
+class QaServer(ThreadedSite):
+    """The app with the QA routes on a thread of this process, with its own event loop."""
+
+    label = "QA server"
 
     def __init__(self, data_dir: Path, tmp: Path) -> None:
-        self.data_dir, self.tmp, self.port = data_dir, tmp, free_port()
-        self.server: uvicorn.Server | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="qa-uvicorn")
+        super().__init__(data_dir)
+        self.tmp = tmp
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start()/stop()
-            self.error = exc
-
-    async def _main(self) -> None:
+    async def serve(self) -> None:
         db = await Database.open(self.data_dir)
         try:
             await seed_page(db, self.data_dir, self.tmp)
             ctx = ApiContext(calls=CallRepo(db), users=UserRepo(db), data_dir=self.data_dir, active_calls=lambda: 0)
-            config = uvicorn.Config(qa_app(ctx), host="127.0.0.1", port=self.port, log_level="warning",
-                                    lifespan="off")
-            self.server = uvicorn.Server(config)
-            await self.server.serve()
+            await self.run_app(qa_app(ctx))
         finally:
             await db.close()
-
-    def start(self) -> QaServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not (self.server and self.server.started):
-            if self.error or not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the QA server did not start: {self.error!r}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.should_exit = True
-        self.thread.join(15)
-        assert not self.thread.is_alive(), "the QA server did not stop"
-        if self.error:
-            raise self.error
 
 
 @pytest.fixture

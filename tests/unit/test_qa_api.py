@@ -17,11 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callcenter.api import ApiContext, create_app
-from callcenter.qa_api import build_router
 from callcenter.storage.db import Database
 from callcenter.storage.qa import BadSearch, _bad_fts, fts_query, search_terms
 from callcenter.storage.repos import CallRepo, UserRepo
-from callcenter.web.pages import mount_pages
 
 ADMIN = {"Authorization": "Bearer tok-admin"}
 SUP = {"Authorization": "Bearer tok-sup"}
@@ -98,14 +96,8 @@ def write_wav(path: Path, seconds: float = 1.0, channels: int = 2, rate: int = 8
 
 
 def qa_app(ctx: ApiContext) -> FastAPI:
-    """The server's app with the QA routes and pages (added here until create_app wires them in itself)."""
-    app = create_app(ctx)
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if "/api/qa/search" not in paths:
-        app.include_router(build_router(ctx))
-    if "/qa" not in paths:
-        mount_pages(app)
-    return app
+    """The server's app (QA routes and pages included)."""
+    return create_app(ctx)
 
 
 async def add_users(db: Database) -> None:
